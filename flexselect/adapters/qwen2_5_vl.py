@@ -1,0 +1,84 @@
+"""Qwen2.5-VL: temporal patches of two frames, 2x2 merged tokens, M-RoPE with time-scaled positions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from flexselect.adapters.base import AdapterError, VideoLLMAdapter
+from flexselect.adapters.qwen_common import padded, sampled_fps, unravel_grid, video_metadata
+from flexselect.types import TokenKind, VisualTokens
+
+
+class Qwen25VLAdapter(VideoLLMAdapter):
+    """Qwen2.5-VL; the span is the `<|video_pad|>` run (vision start/end stay in prefix/suffix)."""
+
+    family = "qwen2_5_vl"
+    model_types = ("qwen2_5_vl",)
+    mrope = True
+
+    @property
+    def video_placeholder(self) -> str:
+        return self.processor.video_token
+
+    @property
+    def temporal_patch(self) -> int:
+        return int(self.config.vision_config.temporal_patch_size)
+
+    def processor_inputs(self, frames: np.ndarray, times: np.ndarray) -> dict[str, torch.Tensor]:
+        self._check_frames(frames, times)
+        out = self.processor.video_processor(
+            videos=[frames],
+            video_metadata=[video_metadata(frames, times)],
+            do_sample_frames=False,
+            return_tensors="pt",
+        )
+        return {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": out["video_grid_thw"]}
+
+    def encode(
+        self,
+        frames: np.ndarray,
+        times: np.ndarray,
+        *,
+        frame_offset: int = 0,
+        time_origin: float = 0.0,
+    ) -> VisualTokens:
+        tp = self.temporal_patch
+        if frame_offset % tp:
+            raise AdapterError(
+                f"frame_offset must be a multiple of the temporal patch {tp}, got {frame_offset}"
+            )
+        inputs = self.processor_inputs(frames, times)
+        grid_thw = inputs["video_grid_thw"].to(self.device)
+        with torch.no_grad():
+            out = self.model.model.get_video_features(
+                inputs["pixel_values_videos"].to(self.device, self.model.dtype), grid_thw
+            )
+        embeds = torch.cat(out.pooler_output)  # (steps*rows*cols, D)
+        merge = int(self.config.vision_config.spatial_merge_size)
+        steps, gh, gw = (int(v) for v in inputs["video_grid_thw"][0])
+        grid = unravel_grid(steps, gh // merge, gw // merge)  # (N, 3) local (step, row, col)
+        frame = frame_offset + grid[:, 0] * tp
+        step_times = torch.from_numpy(padded(times.astype(np.float64), tp)[::tp].copy())
+        grid[:, 0] += frame_offset // tp
+        n = embeds.shape[0]
+        return VisualTokens(
+            embeds=embeds,
+            frame=frame,
+            time=step_times[grid[:, 0] - frame_offset // tp],
+            grid=grid,
+            kind=torch.full((n,), int(TokenKind.PATCH), dtype=torch.int8),
+            token_id=torch.full((n,), int(self.config.video_token_id), dtype=torch.long),
+            seconds_per_step=tp / sampled_fps(times),
+        )
+
+    def visual_positions(self, tokens: VisualTokens, *, compact: bool) -> tuple[torch.Tensor, int]:
+        """The original Qwen2.5-VL algorithm: t scaled by seconds per step, text resumes at max + 1."""
+        step = tokens.grid[:, 0]
+        step = torch.unique(step, return_inverse=True)[1] if compact else step - step.min()
+        interval = float(self.config.vision_config.tokens_per_second) * torch.tensor(
+            tokens.seconds_per_step, dtype=torch.float32
+        )
+        temporal = (step * interval).long()
+        offsets = torch.stack([temporal, tokens.grid[:, 1], tokens.grid[:, 2]])
+        return offsets, int(offsets.max()) + 1

@@ -1,0 +1,143 @@
+"""Qwen3-VL: per-step `<t seconds><|vision_start|>pads<|vision_end|>` layout with deepstack features."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import torch
+
+from flexselect.adapters.base import AdapterError, VideoLLMAdapter
+from flexselect.adapters.qwen_common import padded, sampled_fps, unravel_grid, video_metadata
+from flexselect.types import Sequence, TokenKind, VisualTokens
+
+
+class Qwen3VLAdapter(VideoLLMAdapter):
+    """Qwen3-VL; the span holds every step's timestamp and vision start/end markers and its patches."""
+
+    family = "qwen3_vl"
+    model_types = ("qwen3_vl",)
+    mrope = True
+
+    @property
+    def video_placeholder(self) -> str:
+        # transformers 5.x expands only the pad token, so the template's own vision start/end stay around
+        # the per-step layout (4.x replaced all three); we follow the pinned processor exactly.
+        return self.processor.video_token
+
+    @property
+    def temporal_patch(self) -> int:
+        return int(self.config.vision_config.temporal_patch_size)
+
+    def processor_inputs(self, frames: np.ndarray, times: np.ndarray) -> dict[str, torch.Tensor]:
+        self._check_frames(frames, times)
+        out = self.processor.video_processor(
+            videos=[frames],
+            video_metadata=[video_metadata(frames, times)],
+            do_sample_frames=False,
+            return_tensors="pt",
+        )
+        return {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": out["video_grid_thw"]}
+
+    def encode(
+        self,
+        frames: np.ndarray,
+        times: np.ndarray,
+        *,
+        frame_offset: int = 0,
+        time_origin: float = 0.0,
+    ) -> VisualTokens:
+        tp = self.temporal_patch
+        if frame_offset % tp:
+            raise AdapterError(
+                f"frame_offset must be a multiple of the temporal patch {tp}, got {frame_offset}"
+            )
+        inputs = self.processor_inputs(frames, times)
+        with torch.no_grad():
+            out = self.model.model.get_video_features(
+                inputs["pixel_values_videos"].to(self.device, self.model.dtype),
+                inputs["video_grid_thw"].to(self.device),
+            )
+        patches = torch.cat(out.pooler_output)  # (steps*per_step, D)
+        deep = torch.stack([torch.cat(level) for level in out.deepstack_features])  # (levels, n, D)
+        merge = int(self.config.vision_config.spatial_merge_size)
+        steps, gh, gw = (int(v) for v in inputs["video_grid_thw"][0])
+        per_step = (gh // merge) * (gw // merge)
+        grid = unravel_grid(steps, gh // merge, gw // merge)
+        padded_times = padded(times.astype(np.float64), tp)
+        step_times = (padded_times[0::tp] + padded_times[tp - 1 :: tp]) / 2  # mean over the temporal patch
+        start_id = self.tokenizer.convert_tokens_to_ids(self.processor.vision_start_token)
+        end_id = self.tokenizer.convert_tokens_to_ids(self.processor.vision_end_token)
+        pieces: list[VisualTokens] = []
+        for step in range(steps):
+            before = torch.cat(
+                [self._tokenize(f"<{step_times[step] - time_origin:.1f} seconds>"), torch.tensor([start_id])]
+            )
+            rows = slice(step * per_step, (step + 1) * per_step)
+            frame = frame_offset + step * tp
+            pieces.append(self._markers(before, frame, float(padded_times[step * tp]), deep.shape[0]))
+            pieces.append(
+                VisualTokens(
+                    embeds=patches[rows],
+                    frame=torch.full((per_step,), frame, dtype=torch.long),
+                    time=torch.full((per_step,), float(padded_times[step * tp]), dtype=torch.float64),
+                    grid=grid[rows] + torch.tensor([frame_offset // tp, 0, 0]),
+                    kind=torch.full((per_step,), int(TokenKind.PATCH), dtype=torch.int8),
+                    token_id=torch.full((per_step,), int(self.config.video_token_id), dtype=torch.long),
+                    deepstack=deep[:, rows],
+                )
+            )
+            pieces.append(
+                self._markers(torch.tensor([end_id]), frame, float(padded_times[step * tp]), deep.shape[0])
+            )
+        tokens = VisualTokens.concat(pieces)
+        tokens.seconds_per_step = tp / sampled_fps(times)
+        return tokens
+
+    def _markers(self, ids: torch.Tensor, frame: int, time: float, levels: int) -> VisualTokens:
+        n = len(ids)
+        embeds = self.embed_ids(ids)
+        return VisualTokens(
+            embeds=embeds,
+            frame=torch.full((n,), frame, dtype=torch.long),
+            time=torch.full((n,), time, dtype=torch.float64),
+            grid=torch.full((n, 3), -1, dtype=torch.long),
+            kind=torch.full((n,), int(TokenKind.MARKER), dtype=torch.int8),
+            token_id=ids.long(),
+            deepstack=embeds.new_zeros(levels, n, embeds.shape[1]),
+        )
+
+    def visual_positions(self, tokens: VisualTokens, *, compact: bool) -> tuple[torch.Tensor, int]:
+        """Text-like markers advance by one; each run of patches is an image at the current position.
+
+        Timestamps are text here, so there is no timeline to compact: positions follow the span's layout.
+        """
+        is_patch = tokens.kind == TokenKind.PATCH
+        offsets = torch.empty(3, len(tokens), dtype=torch.long)
+        current = 0
+        for start, end, patch in _runs(is_patch):
+            if not patch:
+                offsets[:, start:end] = torch.arange(current, current + end - start)
+                current += end - start
+                continue
+            rows, cols = tokens.grid[start:end, 1], tokens.grid[start:end, 2]
+            offsets[0, start:end] = current
+            offsets[1, start:end] = current + rows
+            offsets[2, start:end] = current + cols
+            current += int(max(rows.max(), cols.max())) + 1
+        return offsets, current
+
+    def _text_model_kwargs(self, seq: Sequence) -> dict[str, Any]:
+        if seq.deepstack is None:
+            return {}
+        return {"visual_pos_masks": seq.visual_mask, "deepstack_visual_embeds": list(seq.deepstack)}
+
+
+def _runs(mask: torch.Tensor) -> list[tuple[int, int, bool]]:
+    """(start, end, value) of each maximal run of equal values in a 1-D bool tensor."""
+    if len(mask) == 0:
+        return []
+    change = torch.nonzero(mask[1:] != mask[:-1]).flatten() + 1
+    bounds = [0, *change.tolist(), len(mask)]
+    return [(a, b, bool(mask[a])) for a, b in itertools.pairwise(bounds)]

@@ -1,0 +1,40 @@
+"""Pieces the Qwen video families share: frame metadata for the video processor and per-step times."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers.video_utils import VideoMetadata
+
+
+def sampled_fps(times: np.ndarray) -> float:
+    """Frames per second of a sampled clip from its timestamps (1.0 for a single frame)."""
+    if len(times) < 2:
+        return 1.0
+    step = float(np.median(np.diff(times.astype(np.float64))))
+    if step <= 0:
+        raise ValueError(f"frame times must increase, got steps with median {step}")
+    return 1.0 / step
+
+
+def video_metadata(frames: np.ndarray, times: np.ndarray) -> VideoMetadata:
+    """Metadata that makes the processor treat `frames` as already sampled at their own rate."""
+    n, h, w, _ = frames.shape
+    fps = sampled_fps(times)
+    return VideoMetadata(
+        total_num_frames=n, fps=fps, width=w, height=h, duration=n / fps, frames_indices=list(range(n))
+    )
+
+
+def padded(values: np.ndarray, multiple: int) -> np.ndarray:
+    """Repeat the last entry until the length is a multiple of `multiple` (the processors pad frames so)."""
+    extra = (-len(values)) % multiple
+    if extra == 0:
+        return values
+    return np.concatenate([values, np.repeat(values[-1:], extra, axis=0)])
+
+
+def unravel_grid(steps: int, rows: int, cols: int) -> torch.Tensor:
+    """(steps*rows*cols, 3) int64 (step, row, col) in the vision tower's raster output order."""
+    t, r, c = torch.meshgrid(torch.arange(steps), torch.arange(rows), torch.arange(cols), indexing="ij")
+    return torch.stack([t.flatten(), r.flatten(), c.flatten()], dim=1)

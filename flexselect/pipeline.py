@@ -1,0 +1,155 @@
+"""Encode, select and answer: the one-shot FlexSelect flow over already decoded frames."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from flexselect.adapters.base import VideoLLMAdapter
+from flexselect.budget import Scorer, select
+from flexselect.config import SelectionConfig
+from flexselect.types import Prompt, Selection, VisualTokens
+
+
+@dataclass
+class EvidenceSpan:
+    """A run of consecutive kept frames: where the answer looked."""
+
+    start: float  # seconds
+    end: float  # seconds
+    tokens: int
+    score: float  # the best token score in the span
+
+
+@dataclass
+class AnswerResult:
+    """An answer with what it cost and what it looked at."""
+
+    answer: str
+    total_tokens: int
+    kept_tokens: int
+    evidence: list[EvidenceSpan]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    selection: Selection | None = None
+
+
+class _Timer:
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.ms: dict[str, float] = {}
+
+    def run(self, name: str, fn: Callable[[], object]) -> object:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        out = fn()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3
+        return out
+
+
+def evidence_spans(tokens: VisualTokens, scores: torch.Tensor | None = None) -> list[EvidenceSpan]:
+    """Group the frames present in `tokens` into runs of consecutive frames with their time spans."""
+    if len(tokens) == 0:
+        return []
+    frames, inverse = torch.unique(tokens.frame, return_inverse=True)
+    stride = int(frames.diff().min()) if len(frames) > 1 else 1
+    first_time = torch.zeros(len(frames), dtype=torch.float64).scatter_reduce(
+        0, inverse, tokens.time, reduce="amin", include_self=False
+    )
+    counts = torch.bincount(inverse, minlength=len(frames))
+    best = torch.full((len(frames),), float("-inf")).scatter_reduce(
+        0, inverse, scores.float() if scores is not None else torch.zeros(len(tokens)), reduce="amax"
+    )
+    spans: list[EvidenceSpan] = []
+    start = 0
+    for i in range(1, len(frames) + 1):
+        if i == len(frames) or int(frames[i] - frames[i - 1]) > stride:
+            spans.append(
+                EvidenceSpan(
+                    start=float(first_time[start]),
+                    end=float(first_time[i - 1]),
+                    tokens=int(counts[start:i].sum()),
+                    score=float(best[start:i].max()),
+                )
+            )
+            start = i
+    return spans
+
+
+class FlexSelectPipeline:
+    """A base video LLM with a scorer: frames and a question in, an answer with evidence out."""
+
+    def __init__(
+        self,
+        adapter: VideoLLMAdapter,
+        scorer: Scorer | None,
+        config: SelectionConfig,
+        *,
+        max_new_tokens: int = 64,
+    ) -> None:
+        self.adapter = adapter
+        self.scorer = scorer
+        self.config = config
+        self.max_new_tokens = max_new_tokens
+
+    def max_group_tokens(self, prompt: Prompt) -> int:
+        """Visual tokens one scoring group may hold so the whole question still fits the model."""
+        room = self.adapter.max_positions - len(prompt.prefix_ids) - len(prompt.suffix_ids)
+        if room < 1:
+            raise ValueError(
+                f"the prompt alone ({len(prompt.prefix_ids) + len(prompt.suffix_ids)} tokens) fills the "
+                f"model's {self.adapter.max_positions} positions; shorten the question"
+            )
+        return room
+
+    def answer(self, frames: np.ndarray, times: np.ndarray, question: str) -> AnswerResult:
+        """Encode `frames`, keep the budget's best tokens for `question`, and generate the answer."""
+        timer = _Timer(self.adapter.device)
+        tokens = timer.run("encode", lambda: self.adapter.encode(frames, times))
+        assert isinstance(tokens, VisualTokens)
+        return self.answer_tokens(tokens, question, timer=timer)
+
+    def answer_tokens(
+        self, tokens: VisualTokens, question: str, *, timer: _Timer | None = None
+    ) -> AnswerResult:
+        """Answer over already encoded visual tokens (e.g. a stream's memory)."""
+        timer = timer or _Timer(self.adapter.device)
+        prompt = self.adapter.prompt(question)
+        selection: Selection | None = None
+        keep: torch.Tensor | None = None
+        if self.scorer is not None and self.config.budget < len(tokens):
+            selection = timer.run(  # type: ignore[assignment]
+                "select",
+                lambda: select(
+                    self.scorer, prompt, tokens, self.config, max_group_tokens=self.max_group_tokens(prompt)
+                ),
+            )
+            assert selection is not None
+            keep = selection.index
+        else:
+            timer.ms["select"] = 0.0
+            needed = len(prompt.prefix_ids) + len(tokens) + len(prompt.suffix_ids)
+            if needed > self.adapter.max_positions:
+                raise ValueError(
+                    f"{len(tokens)} visual tokens and the prompt ({needed} tokens) exceed the model's "
+                    f"{self.adapter.max_positions} positions; use a scorer with a budget"
+                )
+        seq = self.adapter.build_sequence(prompt, tokens, keep)
+        kept = tokens if keep is None else tokens.select(keep)
+        generated = self.adapter.generate(seq, max_new_tokens=self.max_new_tokens)
+        timings = {**timer.ms, **generated.timings_ms}
+        kept_scores = None if selection is None or keep is None else selection.scores[keep]
+        return AnswerResult(
+            answer=generated.text,
+            total_tokens=len(tokens),
+            kept_tokens=len(kept),
+            evidence=evidence_spans(kept, kept_scores),
+            timings_ms=timings,
+            selection=selection,
+        )
