@@ -60,7 +60,7 @@ def test_scorer_never_runs_a_layer_above_the_reference_layer(adapter, clip):
 
 
 def test_layer_outside_the_model_is_rejected(adapter):
-    with pytest.raises(ValueError, match="outside 0..3"):
+    with pytest.raises(ValueError, match=r"outside 0\.\.3"):
         ReferenceScorer(adapter, layer=4)
 
 
