@@ -27,9 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep library progress bars and advisory warnings out of command output (errors still show)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the chosen subcommand and return its exit code."""
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     try:
         return int(args.func(args))
     except UsageError as exc:

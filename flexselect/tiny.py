@@ -90,6 +90,7 @@ TEXT = {
     "num_key_value_heads": 2,
     "max_position_embeddings": 4096,
     "pad_token_id": special_id("<|endoftext|>"),
+    "bos_token_id": None,
     "eos_token_id": special_id("<|im_end|>"),
 }
 
