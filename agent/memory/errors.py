@@ -1,0 +1,40 @@
+"""The token memory's error tree.
+
+TokenMemoryError
+├── MemoryInputError (also ValueError)   a chunk, stream id or argument the memory cannot take
+├── LayoutMismatchError                  a chunk whose dtype/width differs from what its stream holds
+├── CorruptEntryError                    stored data that does not decode (reported and skipped by reads)
+├── ConfigMismatchError                  a shared memory built with other structural knobs
+├── MemoryUnavailableError               the backend cannot be reached now (the memory retries)
+└── MemoryClosedError                    use before `connect()` or after `close()`
+"""
+
+from __future__ import annotations
+
+
+class TokenMemoryError(Exception):
+    """Base class of every error raised by `agent.memory`."""
+
+
+class MemoryInputError(TokenMemoryError, ValueError):
+    """An argument the memory cannot take: bad stream id, misshapen attention, oversized chunk."""
+
+
+class LayoutMismatchError(TokenMemoryError):
+    """A chunk's token layout (dtype, width, deepstack levels) differs from the one its stream stores."""
+
+
+class CorruptEntryError(TokenMemoryError):
+    """Stored bytes or metadata that do not decode; reads log, count and skip them."""
+
+
+class ConfigMismatchError(TokenMemoryError):
+    """The shared memory was built with other structural knobs (bucket, floor, recent window)."""
+
+
+class MemoryUnavailableError(TokenMemoryError):
+    """The backend is unreachable; the memory reconnects with back-off and buffers appends meanwhile."""
+
+
+class MemoryClosedError(TokenMemoryError):
+    """The memory is not connected (never opened, or already closed)."""

@@ -1,0 +1,603 @@
+"""The Redis token memory (`redis.asyncio`): shared by several agents, atomic per append, surviving restarts.
+
+Each append is one MULTI/EXEC: the chunk bytes are SET under a scratch key and one Lua script
+(`redis_scripts.APPEND`) files them and evicts down to the budgets, so concurrent writers from any number of
+processes never see a budget exceeded or a partial chunk.
+While Redis is unreachable the memory is UNAVAILABLE: appends go to a bounded pending buffer (oldest dropped
+and counted when full), reads raise `MemoryUnavailableError`, and a background task reconnects with
+exponential back-off, then flushes the buffer in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import uuid
+from collections.abc import Awaitable, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import numpy as np
+import redis.asyncio as aioredis
+import torch
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from agent.memory.base import (
+    AppendResult,
+    AppendStatus,
+    MemoryState,
+    MemoryStats,
+    RetainedTokens,
+    StreamStats,
+)
+from agent.memory.chunk import STREAM_ID, check_stream_id, score_chunk
+from agent.memory.codec import Layout, chunk_records, decode_parts, decode_records, encode_chunk, index_bytes
+from agent.memory.config import MemoryConfig, RedisConfig
+from agent.memory.errors import (
+    ConfigMismatchError,
+    CorruptEntryError,
+    LayoutMismatchError,
+    MemoryClosedError,
+    MemoryUnavailableError,
+    TokenMemoryError,
+)
+from agent.memory.pending import EncodedChunk, PendingBuffer
+from agent.memory.redis_scripts import APPEND, CHUNKS_IN_RANGE, DELETE
+from agent.memory.rows import Rows, retained_tokens
+from agent.memory.scoring import FrameRef, newest_frame
+from flexselect.types import VisualTokens
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = "fsa-memory/1"
+_T = TypeVar("_T")
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+_STREAM_KEY = re.compile(r"^s:(?P<id>[^:]+):(?:m|k|n|u|cu|c0|c1|r|c|fb|b|f:-?\d+|[dx]:[0-9a-f]{10})$")
+_OWN_KEY = re.compile(r"^(?:g|streams|gc|config|tmp:(?:[0-9a-f]{32}|compact))$")
+_MAX_REPORTED = 10_000  # distinct corrupt entries remembered so that each is counted once
+_TMP_TTL_MS = 600_000  # a chunk parked for its append script expires if the script never ran
+
+
+def client_kwargs(config: RedisConfig) -> dict[str, Any]:
+    """Keyword arguments for `redis.asyncio.Redis.from_url` (binary replies, our own timeouts and retry)."""
+    kwargs: dict[str, Any] = {
+        "decode_responses": False,
+        "socket_timeout": config.op_timeout_s,
+        "socket_connect_timeout": config.connect_timeout_s,
+        "retry": Retry(NoBackoff(), 1),  # one immediate retry for a stale pooled connection; we back off
+    }
+    if config.username is not None:
+        kwargs["username"] = config.username
+    if config.password is not None:
+        kwargs["password"] = config.password.get_secret_value()
+    if config.url.startswith("rediss://"):
+        kwargs["ssl_cert_reqs"] = "required" if config.tls_verify else "none"
+        kwargs["ssl_check_hostname"] = config.tls_verify
+        for name, path in (
+            ("ssl_ca_certs", config.tls_ca_file),
+            ("ssl_certfile", config.tls_cert_file),
+            ("ssl_keyfile", config.tls_key_file),
+        ):
+            if path is not None:
+                kwargs[name] = str(path)
+    return kwargs
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+class RedisTokenMemory:
+    """`TokenMemory` in Redis; see `redis_scripts` for the key layout and `docs/memory.md` for behaviour."""
+
+    def __init__(self, config: MemoryConfig) -> None:
+        self._config = config
+        self._retention = config.retention
+        self._link = config.redis
+        self._prefix = config.redis.key_prefix
+        self._state = MemoryState.CLOSED
+        self._last_error: str | None = None
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._pending = PendingBuffer(
+            max_chunks=config.redis.max_pending_chunks, max_bytes=config.redis.max_pending_bytes
+        )
+        self._flushing = False
+        self._reconnect: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._frames: dict[str, FrameRef | None] = {}
+        self._layouts: dict[str, Layout] = {}
+        self._corrupt = 0
+        self._reported: set[str] = set()
+        self._foreign = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> MemoryState:
+        return self._state
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    async def connect(self) -> None:
+        """Reach Redis, check the shared config, enforce budgets; if Redis is away, start reconnecting.
+
+        Raises:
+            ConfigMismatchError: the memory under this prefix was built with other structural knobs.
+        """
+        if self._state is not MemoryState.CLOSED:
+            raise TokenMemoryError("the memory is already connected; a memory is not reentrant")
+        self._client = aioredis.Redis.from_url(self._link.url, **client_kwargs(self._link))
+        self._scripts = {
+            name: self._client.register_script(src)
+            for name, src in (("append", APPEND), ("delete", DELETE), ("range", CHUNKS_IN_RANGE))
+        }
+        self._state = MemoryState.UNAVAILABLE
+        try:
+            await self._handshake()
+        except MemoryUnavailableError:
+            logger.error(
+                "Redis at %s is unavailable (%s); retrying with back-off", self._where(), self._last_error
+            )
+        except TokenMemoryError:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop reconnecting and release the connections; buffered appends still pending are dropped."""
+        if self._state is MemoryState.CLOSED:
+            return
+        self._state = MemoryState.CLOSED
+        self._ready.clear()
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+            await asyncio.gather(self._reconnect, return_exceptions=True)
+            self._reconnect = None
+        if self._pending:
+            logger.warning("closing with %d appends still pending; they are dropped", len(self._pending))
+            self._pending.drop_all("closing")
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def wait_ready(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            return False
+        return self._state is MemoryState.READY
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _where(self) -> str:
+        return f"{self._link.url.split('@')[-1]} (prefix {self._prefix!r})"
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self._prefix, *parts))
+
+    def _skey(self, stream_id: str, suffix: str) -> str:
+        return self._key("s", stream_id, suffix)
+
+    async def _handshake(self) -> None:
+        """Ping, check the shared config, scan for foreign keys, enforce budgets, then flush the buffer."""
+        assert self._client is not None
+        await self._io(self._client.ping())
+        await self._check_config()
+        self._foreign = await self._scan_foreign()
+        for stream_id in await self._stream_ids():
+            await self._run_append(stream_id, None)
+        self._state = MemoryState.READY
+        self._last_error = None
+        self._ready.set()
+        await self._flush()
+
+    async def _check_config(self) -> None:
+        assert self._client is not None
+        wanted = json.dumps(self._retention.structure(), sort_keys=True)
+        key = self._key("config")
+        await self._io(self._client.hsetnx(key, "schema", SCHEMA))
+        await self._io(self._client.hsetnx(key, "structure", wanted))
+        stored = await self._io(self._client.hmget(key, ["schema", "structure"]))
+        schema, structure = (_text(v) if v is not None else None for v in stored)
+        if schema != SCHEMA:
+            raise ConfigMismatchError(f"keys under {self._prefix!r} hold schema {schema!r}, not {SCHEMA!r}")
+        if structure != wanted:
+            raise ConfigMismatchError(
+                f"the memory under prefix {self._prefix!r} was built with {structure}, this agent uses "
+                f"{wanted}; use the same bucket_seconds, floor_tokens_per_bucket and recent_seconds, another "
+                "key_prefix, or delete the memory"
+            )
+
+    async def _scan_foreign(self) -> int:
+        """Count (and log) keys under the prefix that this memory does not own."""
+        assert self._client is not None
+        foreign = 0
+        head = f"{self._prefix}:"
+        cursor = None
+        while cursor != 0:
+            cursor, names = await self._io(self._client.scan(cursor or 0, match=f"{head}*", count=1000))
+            for raw in names:
+                name = _text(raw)[len(head) :]
+                stream = _STREAM_KEY.match(name)
+                if _OWN_KEY.match(name) or (stream is not None and STREAM_ID.match(stream["id"])):
+                    continue
+                foreign += 1
+                logger.warning("foreign key %r under the memory prefix; skipped", _text(raw))
+        return foreign
+
+    # -- errors and reconnection -----------------------------------------------------------------------
+
+    async def _io(self, call: Awaitable[_T]) -> _T:
+        """Await one Redis call under the op timeout, translating failures into the memory's errors."""
+        try:
+            async with asyncio.timeout(self._link.op_timeout_s):
+                return await call
+        except _UNAVAILABLE as exc:
+            self._mark_unavailable(exc)
+            raise MemoryUnavailableError(
+                f"Redis at {self._where()} is unavailable: {self._last_error}; retrying with back-off"
+            ) from exc
+        except ResponseError as exc:
+            raise self._translate(exc) from exc
+
+    @staticmethod
+    def _translate(exc: ResponseError) -> TokenMemoryError:
+        text = str(exc)
+        if "FSAMEM_LAYOUT" in text:
+            return LayoutMismatchError(text)
+        if "FSAMEM_CORRUPT" in text or text.startswith("WRONGTYPE"):
+            return CorruptEntryError(text)
+        return TokenMemoryError(f"Redis rejected a memory command: {text}")
+
+    def _mark_unavailable(self, exc: BaseException) -> None:
+        self._last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if self._state is MemoryState.CLOSED:
+            return
+        if self._state is MemoryState.READY:
+            logger.error("lost Redis at %s (%s); buffering appends", self._where(), self._last_error)
+        self._state = MemoryState.UNAVAILABLE
+        self._ready.clear()
+        if self._reconnect is None or self._reconnect.done():
+            self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        delay = self._link.retry_initial_s
+        while self._state is MemoryState.UNAVAILABLE:
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            try:
+                await self._handshake()
+            except MemoryUnavailableError:
+                delay = min(delay * 2, self._link.retry_max_s)
+            except TokenMemoryError as exc:
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                logger.error("reconnecting to Redis failed: %s", exc)
+                delay = self._link.retry_max_s
+        if self._state is MemoryState.READY:
+            logger.info("Redis at %s is back; %d appends pending", self._where(), len(self._pending))
+
+    def _require_ready(self) -> None:
+        if self._state is MemoryState.CLOSED:
+            raise MemoryClosedError("the Redis memory is not connected; use `async with` or connect()")
+        if self._state is MemoryState.UNAVAILABLE:
+            raise MemoryUnavailableError(
+                f"Redis at {self._where()} is unavailable ({self._last_error}); {len(self._pending)} appends "
+                "pending, retrying with back-off"
+            )
+
+    # -- append ----------------------------------------------------------------------------------------
+
+    async def append(self, stream_id: str, tokens: VisualTokens, attention: torch.Tensor) -> AppendResult:
+        chunk = await self.prepare(stream_id, tokens, attention)
+        if self._state is MemoryState.READY and not self._pending and not self._flushing:
+            try:
+                return await self.store(chunk)
+            except MemoryUnavailableError:
+                pass  # buffered below; the reconnect task flushes it
+        self._pending.push(chunk)
+        return AppendResult(AppendStatus.PENDING)
+
+    async def prepare(self, stream_id: str, tokens: VisualTokens, attention: torch.Tensor) -> EncodedChunk:
+        """Check, score and encode a chunk (the first half of `append`); advances the redundancy reference.
+
+        Raises:
+            MemoryInputError, LayoutMismatchError, MemoryClosedError: as `append`.
+        """
+        if self._state is MemoryState.CLOSED:
+            raise MemoryClosedError("the Redis memory is not connected; use `async with` or connect()")
+        check_stream_id(stream_id)
+        previous = await self._previous_frame(stream_id)
+        chunk, newest = score_chunk(tokens, attention, previous, self._retention, copy=False)
+        layout = Layout.of(chunk.tokens)
+        known = self._layouts.get(stream_id)
+        if known is not None and known != layout:
+            raise LayoutMismatchError(
+                f"stream {stream_id!r} stores {known.describe()}, the chunk is {layout.describe()}; "
+                "delete the stream or use another stream id"
+            )
+        self._frames[stream_id] = newest
+        return EncodedChunk(
+            stream_id, uuid.uuid4().hex, layout, encode_chunk(chunk), index_bytes(chunk), len(chunk)
+        )
+
+    async def store(self, chunk: EncodedChunk) -> AppendResult:
+        """Write a prepared chunk and enforce the budgets in one script; safe to repeat after a lost reply.
+
+        Raises:
+            MemoryUnavailableError: Redis is unreachable (the chunk was not stored, or a retry will say so).
+            LayoutMismatchError, CorruptEntryError: the stream's stored state rejects the chunk.
+        """
+        try:
+            reply = await self._run_append(chunk.stream_id, chunk)
+        except LayoutMismatchError as exc:
+            stored = str(exc).split("FSAMEM_LAYOUT", 1)[-1].strip()
+            raise LayoutMismatchError(
+                f"stream {chunk.stream_id!r} stores {stored!r}, the chunk is {chunk.layout.encode()!r}; "
+                "delete the stream or use another stream id"
+            ) from exc
+        self._layouts[chunk.stream_id] = chunk.layout
+        status, number, kept, evicted, stream_tokens, total, over = reply
+        if int(over):
+            logger.error("global budget still exceeded after eviction: corrupt streams could not be evicted")
+        return AppendResult(
+            AppendStatus.DUPLICATE if status == b"dup" else AppendStatus.STORED,
+            int(number, 16) if number else None,
+            int(kept),
+            int(evicted),
+            int(stream_tokens),
+            int(total),
+        )
+
+    async def _run_append(self, stream_id: str, item: EncodedChunk | None) -> list[Any]:
+        """Run the append script; a chunk's bytes are SET under a scratch key in the same MULTI/EXEC."""
+        assert self._client is not None
+        cfg = self._retention
+        args: list[Any] = [
+            self._prefix,
+            stream_id,
+            item.uid if item else "",
+            item.layout.encode() if item else "",
+            item.index if item else b"",
+            item.layout.width if item else 0,
+            cfg.max_tokens_per_stream,
+            cfg.max_bytes_per_stream,
+            cfg.max_tokens_total,
+            cfg.max_bytes_total,
+            repr(cfg.bucket_seconds),
+            cfg.floor_tokens_per_bucket,
+            repr(cfg.recent_seconds),
+            repr(self._config.compact_fraction),
+        ]
+        script = self._scripts["append"]
+        if item is None:
+            return await self._io(script(args=args))
+
+        async def transaction() -> list[Any]:
+            async with self._client.pipeline(transaction=True) as pipe:  # type: ignore[union-attr]
+                pipe.set(self._key("tmp", item.uid), item.blob, px=_TMP_TTL_MS)
+                await script(args=args, client=pipe)
+                return (await pipe.execute())[1]
+
+        return await self._io(transaction())
+
+    async def _flush(self) -> None:
+        """Store the buffered appends in arrival order; stops (keeping the rest) if Redis goes away again."""
+        self._flushing = True
+        try:
+            while (item := self._pending.head()) is not None and self._state is MemoryState.READY:
+                try:
+                    await self.store(item)
+                except MemoryUnavailableError:
+                    return
+                except TokenMemoryError as exc:
+                    self._pending.drop(item, f"Redis rejected a buffered chunk ({exc})")
+                self._pending.remove(item)
+        finally:
+            self._flushing = False
+
+    async def _previous_frame(self, stream_id: str) -> FrameRef | None:
+        """The stream's newest frame for the redundancy term: cached, else read from the newest chunk."""
+        if stream_id in self._frames or self._state is not MemoryState.READY:
+            return self._frames.get(stream_id)
+        frame: FrameRef | None = None
+        try:
+            layout = await self._layout(stream_id)
+            if layout is not None:
+                self._layouts[stream_id] = layout
+                newest = await self._io(self._client.zrange(self._skey(stream_id, "c1"), -1, -1))  # type: ignore[union-attr]
+                rows = await self._fetch(stream_id, layout, [_text(c) for c in newest])
+                frame = newest_frame(rows[0].tokens) if rows is not None else None
+        except (CorruptEntryError, MemoryUnavailableError) as exc:
+            logger.warning("no previous frame for %r: %s", stream_id, exc)
+        self._frames[stream_id] = frame
+        return frame
+
+    # -- read ------------------------------------------------------------------------------------------
+
+    def _report(self, what: str, exc: Exception) -> None:
+        """Log and count a corrupt entry once (later sightings are skipped quietly)."""
+        if what in self._reported:
+            return
+        if len(self._reported) < _MAX_REPORTED:
+            self._reported.add(what)
+        self._corrupt += 1
+        logger.error("skipping %s: %s", what, exc)
+
+    async def _layout(self, stream_id: str) -> Layout | None:
+        """The stream's layout, None if unknown. Raises CorruptEntryError if it does not decode."""
+        raw = await self._io(self._client.hget(self._skey(stream_id, "m"), "layout"))  # type: ignore[union-attr]
+        return None if raw is None else Layout.decode(_text(raw))
+
+    async def _fetch(
+        self, stream_id: str, layout: Layout, chunks: list[str]
+    ) -> tuple[Rows, torch.Tensor] | None:
+        """Live rows of `chunks` and the chunk number of each (None if none has rows); corrupt ones skipped.
+
+        Each page of chunks and their dead-row bitmaps is read in one MULTI, so the two always agree.
+        """
+        assert self._client is not None
+        parts: list[tuple[memoryview, bytes | None]] = []
+        numbers: list[int] = []
+        step = self._link.read_batch_chunks
+        for start in range(0, len(chunks), step):
+            page = chunks[start : start + step]
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.mget([self._skey(stream_id, f"d:{c}") for c in page])
+                pipe.mget([self._skey(stream_id, f"x:{c}") for c in page])
+                blobs, deads = await self._io(pipe.execute())
+            for chunk, blob, dead in zip(page, blobs, deads, strict=True):
+                if blob is None:
+                    continue  # dropped after the range query
+                try:
+                    parts.append((chunk_records(blob, layout), dead))
+                except CorruptEntryError as exc:
+                    self._report(f"chunk {chunk} of stream {stream_id!r}", exc)
+                    continue
+                numbers.append(int(chunk, 16))
+        if not parts:
+            return None
+        rows, counts = decode_parts(parts, layout)
+        return rows, torch.from_numpy(np.repeat(np.array(numbers, dtype=np.int64), counts))
+
+    async def read(
+        self, stream_ids: Sequence[str], *, since: float | None = None, until: float | None = None
+    ) -> dict[str, RetainedTokens]:
+        self._require_ready()
+        out: dict[str, RetainedTokens] = {}
+        for stream_id in stream_ids:
+            check_stream_id(stream_id)
+            try:
+                tokens = await self._read_stream(stream_id, since, until)
+            except CorruptEntryError as exc:
+                self._report(f"stream {stream_id!r}", exc)
+                continue
+            if tokens is not None:
+                out[stream_id] = tokens
+        return out
+
+    async def _read_stream(
+        self, stream_id: str, since: float | None, until: float | None
+    ) -> RetainedTokens | None:
+        layout = await self._layout(stream_id)
+        if layout is None:
+            return None
+        low = "-inf" if since is None else repr(float(since))
+        high = "+inf" if until is None else repr(float(until))
+        chunks = await self._io(self._scripts["range"](args=[self._prefix, stream_id, low, high]))
+        fetched = await self._fetch(stream_id, layout, [_text(c) for c in chunks])
+        if fetched is None:
+            return retained_tokens(
+                stream_id, decode_records(b"", layout), torch.empty(0, dtype=torch.int64), None, None
+            )
+        rows, numbers = fetched
+        return retained_tokens(stream_id, rows, numbers, since, until)
+
+    # -- stats, streams, delete ------------------------------------------------------------------------
+
+    async def _stream_ids(self) -> list[str]:
+        assert self._client is not None
+        members = await self._io(self._client.smembers(self._key("streams")))
+        ids = []
+        for raw in members:
+            text = _text(raw)
+            if STREAM_ID.match(text):
+                ids.append(text)
+            else:
+                self._report(
+                    f"stream id {text!r} in {self._key('streams')}", CorruptEntryError("not a stream id")
+                )
+        return sorted(ids)
+
+    async def streams(self) -> list[str]:
+        self._require_ready()
+        return await self._stream_ids()
+
+    async def _stream_stats(self, stream_id: str) -> StreamStats:
+        assert self._client is not None
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._skey(stream_id, "m"))
+            pipe.hgetall(self._skey(stream_id, "b"))
+            pipe.zcard(self._skey(stream_id, "c0"))
+            pipe.zrange(self._skey(stream_id, "c0"), 0, 0, withscores=True)
+            pipe.zrange(self._skey(stream_id, "c1"), -1, -1, withscores=True)
+            meta, buckets, chunks, first, last = await self._io(pipe.execute())
+        meta = {_text(k): _text(v) for k, v in meta.items()}
+        try:
+            tokens, width = int(meta.get("tokens", 0)), int(meta.get("width", 0))
+            head = float(meta["head"]) if "head" in meta else None
+            counts = {int(k): int(v) for k, v in buckets.items()}
+        except ValueError as exc:
+            raise CorruptEntryError(f"counters of stream {stream_id!r} do not parse: {exc}") from exc
+        return StreamStats(
+            stream_id=stream_id,
+            tokens=tokens,
+            bytes=tokens * width,
+            chunks=int(chunks),
+            appended=int(meta.get("appended", 0)),
+            evicted=int(meta.get("evicted", 0)),
+            first_time=float(first[0][1]) if first else None,
+            last_time=float(last[0][1]) if last else None,
+            head_time=head,
+            buckets=dict(sorted(counts.items())),
+        )
+
+    async def stats(self, stream_id: str | None = None) -> MemoryStats:
+        local = {
+            "pending_chunks": len(self._pending),
+            "pending_tokens": self._pending.tokens,
+            "dropped_chunks": self._pending.dropped_chunks,
+            "dropped_tokens": self._pending.dropped_tokens,
+        }
+        if self._state is not MemoryState.READY or self._client is None:
+            return MemoryStats(
+                state=self._state, corrupt_entries=self._corrupt, foreign_keys=self._foreign, **local
+            )
+        try:
+            totals = {
+                _text(k): int(v) for k, v in (await self._io(self._client.hgetall(self._key("g")))).items()
+            }
+            per: dict[str, StreamStats] = {}
+            for sid in [stream_id] if stream_id is not None else await self._stream_ids():
+                try:
+                    per[sid] = await self._stream_stats(sid)
+                except CorruptEntryError as exc:
+                    self._report(f"stats of stream {sid!r}", exc)
+        except MemoryUnavailableError:
+            return MemoryStats(
+                state=self._state, corrupt_entries=self._corrupt, foreign_keys=self._foreign, **local
+            )
+        per = {sid: s for sid, s in per.items() if s.head_time is not None or s.tokens}
+        return MemoryStats(
+            state=self._state,
+            tokens=totals.get("tokens", 0),
+            bytes=totals.get("bytes", 0),
+            appended=totals.get("appended", 0),
+            evicted=totals.get("evicted", 0),
+            corrupt_entries=self._corrupt + totals.get("corrupt", 0),
+            foreign_keys=self._foreign,
+            streams=per,
+            **local,
+        )
+
+    async def delete(self, stream_id: str) -> bool:
+        self._require_ready()
+        check_stream_id(stream_id)
+        self._frames.pop(stream_id, None)
+        self._layouts.pop(stream_id, None)
+        return bool(await self._io(self._scripts["delete"](args=[self._prefix, stream_id])))

@@ -1,0 +1,71 @@
+"""Stored token rows with their scores, and their assembly into a time-ordered read result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agent.memory.base import RetainedTokens
+from flexselect.types import VisualTokens
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Tokens of (part of) a chunk with per-token scores and original chunk row, all CPU tensors."""
+
+    tokens: VisualTokens
+    attention: torch.Tensor
+    redundancy: torch.Tensor
+    retention: torch.Tensor
+    row: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def select(self, index: torch.Tensor) -> Rows:
+        """Rows `index` (1-D index or boolean mask)."""
+        return Rows(
+            tokens=self.tokens.select(index),
+            attention=self.attention[index],
+            redundancy=self.redundancy[index],
+            retention=self.retention[index],
+            row=self.row[index],
+        )
+
+    @staticmethod
+    def concat(parts: list[Rows]) -> Rows:
+        return Rows(
+            tokens=VisualTokens.concat([p.tokens for p in parts]),
+            attention=torch.cat([p.attention for p in parts]),
+            redundancy=torch.cat([p.redundancy for p in parts]),
+            retention=torch.cat([p.retention for p in parts]),
+            row=torch.cat([p.row for p in parts]),
+        )
+
+
+def retained_tokens(
+    stream_id: str, rows: Rows, chunk: torch.Tensor, since: float | None, until: float | None
+) -> RetainedTokens:
+    """The rows with `since <= time <= until`, sorted by (time, chunk, row)."""
+    time = rows.tokens.time.numpy()
+    keep = np.ones(time.shape[0], dtype=bool)
+    if since is not None:
+        keep &= time >= since
+    if until is not None:
+        keep &= time <= until
+    picked = np.flatnonzero(keep)
+    order = picked[np.lexsort((rows.row.numpy()[picked], chunk.numpy()[picked], time[picked]))]
+    if order.shape[0] != time.shape[0] or np.any(order != np.arange(order.shape[0])):
+        index = torch.from_numpy(order)
+        rows, chunk = rows.select(index), chunk[index]  # copies; skipped when already in order
+    return RetainedTokens(
+        stream_id=stream_id,
+        tokens=rows.tokens,
+        attention=rows.attention,
+        redundancy=rows.redundancy,
+        retention=rows.retention,
+        chunk=chunk,
+        row=rows.row,
+    )
