@@ -1,0 +1,167 @@
+"""The agent's MQTT topic tree: every topic lives under one prefix, so one ACL rule confines the agent."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from agent.mqtt.errors import TopicError
+
+DEFAULT_PREFIX = "flexselect"
+# Same shape as the memory's stream ids (kept separate so this package depends on nothing of the agent).
+STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# First levels under the prefix that the agent uses itself; no stream may take these names.
+RESERVED_LEVELS = frozenset({"available", "ask", "answer", "watch", "watches", "errors"})
+MAX_TOPIC_BYTES = 65_535
+
+
+def check_topic(topic: str, *, what: str = "topic") -> str:
+    """Return `topic` if it is a valid MQTT publish topic (no wildcards, no NUL, not empty, <= 64 KiB).
+
+    Raises:
+        TopicError: naming the bad value.
+    """
+    if not isinstance(topic, str) or not topic:
+        raise TopicError(f"{what} must be a non-empty string, got {topic!r}")
+    if "+" in topic or "#" in topic:
+        raise TopicError(f"{what} {topic!r} contains a wildcard ('+' or '#'); publish topics cannot")
+    if "\x00" in topic:
+        raise TopicError(f"{what} {topic!r} contains a NUL character")
+    if len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
+        raise TopicError(f"{what} is longer than {MAX_TOPIC_BYTES} bytes")
+    return topic
+
+
+def check_prefix(prefix: str) -> str:
+    """Return `prefix` if it is a usable topic prefix: a publish topic with no empty level and no `$` start.
+
+    Raises:
+        TopicError: naming the bad value and the rule it breaks.
+    """
+    check_topic(prefix, what="prefix")
+    if prefix.startswith("/") or prefix.endswith("/"):
+        raise TopicError(f"prefix {prefix!r} must not start or end with '/'")
+    if "" in prefix.split("/"):
+        raise TopicError(f"prefix {prefix!r} has an empty level ('//')")
+    if prefix.startswith("$"):
+        raise TopicError(f"prefix {prefix!r} must not start with '$' (reserved for broker topics)")
+    return prefix
+
+
+def check_stream_name(stream: str) -> str:
+    """Return `stream` if it can be one topic level: `[A-Za-z0-9][A-Za-z0-9._@-]{0,127}`, not reserved.
+
+    Raises:
+        TopicError: naming the bad value.
+    """
+    if not isinstance(stream, str) or not STREAM_NAME.match(stream):
+        raise TopicError(f"stream name {stream!r} must match {STREAM_NAME.pattern}")
+    if stream in RESERVED_LEVELS:
+        raise TopicError(f"stream name {stream!r} is reserved for agent topics: {sorted(RESERVED_LEVELS)}")
+    return stream
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """All topics of one agent, derived from its prefix (validated on construction).
+
+    Attributes:
+        prefix: the topic prefix, e.g. `flexselect`.
+    """
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
+
+    @property
+    def available(self) -> str:
+        """Retained `online` / `offline` (the will) / `stopped`."""
+        return f"{self.prefix}/available"
+
+    @property
+    def ask(self) -> str:
+        """Questions in, as `AskRequest` JSON."""
+        return f"{self.prefix}/ask"
+
+    @property
+    def answer_root(self) -> str:
+        """The subtree every reply goes to (`reply_to` and v5 response topics must lie below it)."""
+        return f"{self.prefix}/answer"
+
+    def answer(self, request_id: str) -> str:
+        """The default reply topic of the request `request_id`."""
+        if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
+            raise TopicError(f"request id {request_id!r} must match {REQUEST_ID.pattern}")
+        return f"{self.answer_root}/{request_id}"
+
+    @property
+    def errors(self) -> str:
+        """Error replies to requests whose id and reply topic could not be read."""
+        return f"{self.prefix}/errors"
+
+    def status(self, stream: str) -> str:
+        """Retained `StreamStatus` JSON of one stream."""
+        return f"{self.prefix}/{check_stream_name(stream)}/status"
+
+    def events(self, stream: str) -> str:
+        """`WatchEvent` JSON of one stream (not retained)."""
+        return f"{self.prefix}/{check_stream_name(stream)}/events"
+
+    @property
+    def watch_add(self) -> str:
+        """Add or replace a standing question (`WatchSpec` JSON)."""
+        return f"{self.prefix}/watch/add"
+
+    @property
+    def watch_remove(self) -> str:
+        """Remove a standing question (`{"id": ...}`)."""
+        return f"{self.prefix}/watch/remove"
+
+    @property
+    def watches(self) -> str:
+        """Retained `WatchList` JSON: every active standing question."""
+        return f"{self.prefix}/watches"
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        """The topics the agent subscribes to."""
+        return (self.ask, self.watch_add, self.watch_remove)
+
+    def is_under_prefix(self, topic: str) -> bool:
+        """Whether `topic` is a publish topic strictly below the prefix (`<prefix>/...`)."""
+        try:
+            check_topic(topic)
+        except TopicError:
+            return False
+        return topic.startswith(self.prefix + "/") and len(topic) > len(self.prefix) + 1
+
+    def is_reply_topic(self, topic: str) -> bool:
+        """Whether `topic` may take replies: a publish topic below `<prefix>/answer/`, no empty level."""
+        if not self.is_under_prefix(topic) or not topic.startswith(self.answer_root + "/"):
+            return False
+        return "" not in topic[len(self.answer_root) + 1 :].split("/")
+
+    def reply_target(
+        self,
+        *,
+        request_id: str | None,
+        reply_to: str | None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> tuple[str, bytes | None]:
+        """Where a reply goes: `reply_to`, else the v5 response topic, else `answer/<id>`, else `errors`.
+
+        `reply_to` and the response topic are honoured only when `is_reply_topic` accepts them; the
+        correlation data is passed along whichever topic is chosen.
+
+        Returns:
+            (topic, correlation_data)
+        """
+        for candidate in (reply_to, response_topic):
+            if candidate is not None and self.is_reply_topic(candidate):
+                return candidate, correlation_data
+        if request_id is not None and REQUEST_ID.match(request_id):
+            return self.answer(request_id), correlation_data
+        return self.errors, correlation_data
