@@ -9,8 +9,11 @@ from collections.abc import Sequence
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
 COMMAND_MODULES = (
+    "agent.commands.ask",
     "agent.commands.answer",
     "agent.commands.synth",
+    "agent.commands.serve",
+    "agent.commands.demo",
 )
 
 

@@ -1,0 +1,409 @@
+"""The composition root: builds every component from the config, starts them in order, stops in reverse.
+
+Start order (each step needs the ones before it):
+    1. metrics          6. question service and watches
+    2. model + engine   7. HTTP health and metrics
+    3. token memory     8. command dispatcher (MQTT questions and watch commands)
+    4. model worker     9. one ingest task per stream, status publisher
+    5. MQTT link
+Stop (SIGTERM, or the end of `run_until`): ingest stops first, questions in flight get up to
+`shutdown_timeout_s` to finish (new ones are refused with `shutting_down`), `stopped` is published,
+the memory is flushed and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from agent.config import AgentConfig, StreamSection
+from agent.engine import Engine, EngineAnswer
+from agent.http import HealthServer
+from agent.ingest import StreamHealth, StreamIngest
+from agent.memory import MemoryState, TokenMemory, open_memory
+from agent.metrics import AgentMetrics
+from agent.models import resolve_model
+from agent.mqtt import (
+    AskRequest,
+    ErrorCode,
+    ErrorMessage,
+    Evidence,
+    IncomingMessage,
+    LinkState,
+    MqttLink,
+    RequestError,
+    StreamStatus,
+    WatchEvent,
+    WatchList,
+    parse_ask,
+    parse_watch_add,
+    parse_watch_remove,
+)
+from agent.qa import QuestionService, rfc3339
+from agent.watches import WatchBook, WatchState
+from agent.worker import ModelWorker, QueueFull
+from flexselect.adapters import VideoLLMAdapter, load_adapter
+
+logger = logging.getLogger(__name__)
+
+STATUS_INTERVAL_S = 5.0
+
+
+def build_adapter(config: AgentConfig) -> VideoLLMAdapter:
+    """Load the configured model on its device."""
+    import torch
+
+    device = config.model.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = config.model.dtype if config.model.dtype == "auto" else getattr(torch, config.model.dtype)
+    return load_adapter(resolve_model(config.model.name), dtype=dtype, device=device)
+
+
+class AgentApp:
+    """One running agent; `run()` serves until `stop()` (or the `until` awaitable) and returns cleanly."""
+
+    def __init__(self, config: AgentConfig, *, adapter: VideoLLMAdapter | None = None) -> None:
+        self.config = config
+        self.metrics = AgentMetrics()
+        self._adapter = adapter
+        self._stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.ingests: dict[str, StreamIngest] = {}
+        self.watches = WatchBook(list(config.watches))
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self.memory: TokenMemory | None = None
+        self.worker: ModelWorker | None = None
+        self.link: MqttLink | None = None
+        self.http: HealthServer | None = None
+        self.questions: QuestionService | None = None
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def stop(self) -> None:
+        """Ask the agent to stop (safe from signal handlers on the loop)."""
+        self._stop.set()
+
+    async def run(self, until: Callable[[AgentApp], Awaitable[None]] | None = None) -> None:
+        """Start everything, serve, and stop in reverse order; `until(app)` ending also stops it."""
+        adapter = self._adapter or await asyncio.to_thread(build_adapter, self.config)
+        engine = Engine(adapter, self.config.model, standing_prompts=self._standing_prompts())
+        async with contextlib.AsyncExitStack() as stack:
+            self.memory = await stack.enter_async_context(open_memory(self.config.memory))
+            q = self.config.questions
+            self.worker = await stack.enter_async_context(
+                ModelWorker(
+                    engine,
+                    question_slots=q.queue_size,
+                    chunk_slots=self.config.ingest.queue_chunks,
+                    max_batch_chunks=self.config.ingest.max_batch_chunks,
+                    max_consecutive=q.max_consecutive,
+                )
+            )
+            self.link = MqttLink(self.config.mqtt)
+            await self.link.__aenter__()
+            stack.push_async_callback(self.link.close, stopped=False)  # a crash leaves `offline`
+            self.questions = QuestionService(
+                worker=self.worker,
+                memory=self.memory,
+                streams=lambda: list(self.ingests),
+                limits=q,
+                metrics=self.metrics,
+                model_name=self.config.model.name,
+            )
+            if self.config.http.enabled:
+                self.http = await stack.enter_async_context(
+                    HealthServer(
+                        self.config.http.host,
+                        self.config.http.port,
+                        metrics=self._render_metrics,
+                        ready=self._readiness,
+                    )
+                )
+            await self._publish_watches()
+            dispatcher = asyncio.create_task(self._dispatch(), name="dispatcher")
+            tasks = [self._start_ingest(s, adapter) for s in self.config.streams]
+            status = asyncio.create_task(self._status_loop(), name="status")
+            self.ready.set()
+            http = f"http://{self.http.host}:{self.http.port}" if self.http else "off"
+            model = self.config.model.name
+            logger.info("agent ready: %d streams, model %s, http %s", len(tasks), model, http)
+            watcher = asyncio.create_task(until(self)) if until is not None else None
+            stop_wait = asyncio.create_task(self._stop.wait())
+            await asyncio.wait(
+                [t for t in (watcher, stop_wait) if t is not None], return_when=asyncio.FIRST_COMPLETED
+            )
+            for t in (watcher, stop_wait):
+                if t is not None and not t.done():
+                    t.cancel()
+            await self._shutdown(tasks, dispatcher, status)
+            if watcher is not None and watcher.done() and not watcher.cancelled() and watcher.exception():
+                raise watcher.exception()  # type: ignore[misc]
+
+    async def _shutdown(
+        self, ingest: list[asyncio.Task[None]], dispatcher: asyncio.Task[None], status: asyncio.Task[None]
+    ) -> None:
+        logger.info("stopping: ingest first, then questions (up to %.0f s)", self.config.shutdown_timeout_s)
+        for task in ingest:
+            task.cancel()
+        await asyncio.gather(*ingest, return_exceptions=True)
+        assert self.questions is not None and self.link is not None
+        self.questions.accepting = False
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=self.config.shutdown_timeout_s)
+        for task in (*self._inflight, dispatcher, status, *self._background):
+            task.cancel()
+        await asyncio.gather(*self._inflight, dispatcher, status, *self._background, return_exceptions=True)
+        await self._publish_statuses()
+        await self.link.close(stopped=True)
+
+    # ----------------------------------------------------------------------------------------- ingest
+    def _start_ingest(self, section: StreamSection, adapter: VideoLLMAdapter) -> asyncio.Task[None]:
+        assert self.worker is not None and self.memory is not None
+        ingest = StreamIngest(
+            section,
+            worker=self.worker,
+            memory=self.memory,
+            temporal_patch=getattr(adapter, "temporal_patch", 1),
+            on_state=self._stream_state_changed,
+            on_chunk=self._chunk_ingested,
+        )
+        self.ingests[section.id] = ingest
+        return asyncio.create_task(ingest.run(), name=f"ingest-{section.id}")
+
+    def _stream_state_changed(self, health: StreamHealth) -> None:
+        self.metrics.stream_online.labels(health.stream_id).set(1 if health.online else 0)
+        self._spawn(self._publish_status(health.stream_id))
+
+    async def _chunk_ingested(self, stream_id: str, media_end: float) -> None:
+        self.metrics.chunks.labels(stream_id).inc()
+        self.metrics.frames.labels(stream_id).set(self.ingests[stream_id].health.frames)
+        now = time.monotonic()
+        for watch in self.watches.due(stream_id, now):
+            watch.marks[stream_id].last_eval = now  # claim the slot before the evaluation runs
+            self._spawn(self._evaluate_watch(watch, stream_id, media_end))
+
+    # ------------------------------------------------------------------------------------------ watches
+    async def _evaluate_watch(self, watch: WatchState, stream_id: str, media_end: float) -> None:
+        assert self.memory is not None and self.worker is not None and self.link is not None
+        since = media_end - self.config.ingest.watch_window_s
+        retained = await self.memory.read([stream_id], since=since)
+        if stream_id not in retained or len(retained[stream_id]) == 0:
+            return
+        tokens = retained[stream_id].tokens
+        try:
+            result: EngineAnswer = await self.worker.run_question(
+                lambda e: e.answer(watch.spec.question, [(stream_id, tokens)], None)
+            )
+        except QueueFull:
+            logger.warning("watch %s skipped on %s: the question queue is full", watch.spec.id, stream_id)
+            return
+        if not watch.observe(stream_id, result.text, time.monotonic()):
+            return
+        event = WatchEvent(
+            watch_id=watch.spec.id,
+            stream=stream_id,
+            question=watch.spec.question,
+            answer=result.text,
+            evidence=_evidence(result),
+            at=datetime.now(UTC),
+        )
+        self.metrics.watch_events.labels(watch.spec.id).inc()
+        await self.link.publish(self.link.topics.events(stream_id), event.payload())
+
+    async def _publish_watches(self) -> None:
+        assert self.link is not None
+        listing = WatchList(watches=self.watches.specs(), updated_at=datetime.now(UTC))
+        await self.link.publish(self.link.topics.watches, listing.payload(), retain=True)
+
+    def _standing_prompts(self) -> list[str]:
+        return [*self.config.ingest.standing_prompts, *self.watches.questions()]
+
+    # --------------------------------------------------------------------------------------- dispatching
+    async def _dispatch(self) -> None:
+        assert self.link is not None
+        topics = self.link.topics
+        handlers = {
+            topics.ask: self._on_ask,
+            topics.watch_add: self._on_watch_add,
+            topics.watch_remove: self._on_watch_remove,
+        }
+        async for message in self.link.messages():
+            handler = handlers.get(message.topic)
+            if handler is None:
+                continue
+            try:
+                await handler(message)
+            except Exception:  # a handler bug must not stop the dispatcher
+                logger.exception("handling a message on %s failed", message.topic)
+
+    async def _on_ask(self, message: IncomingMessage) -> None:
+        assert self.link is not None and self.questions is not None
+        try:
+            request = parse_ask(
+                message.payload,
+                max_question_chars=self.config.questions.max_question_chars,
+                topics=self.link.topics,
+                known_streams=list(self.ingests),
+            )
+        except RequestError as exc:
+            await self._refuse(exc, message)
+            return
+        if len(self._inflight) >= self.config.questions.queue_size:
+            error = RequestError(
+                ErrorCode.QUEUE_FULL,
+                f"{len(self._inflight)} questions are in progress; retry later",
+                request_id=request.id,
+                reply_to=request.reply_to,
+            )
+            await self._refuse(error, message)
+            return
+        task = asyncio.create_task(self._answer(request, message), name=f"ask-{request.id}")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _answer(self, request: AskRequest, message: IncomingMessage) -> None:
+        assert self.link is not None and self.questions is not None
+        try:
+            answer = await self.questions.answer(request)
+        except RequestError as exc:
+            await self._refuse(exc, message)
+            return
+        except asyncio.CancelledError:
+            error = RequestError(
+                ErrorCode.SHUTTING_DOWN,
+                "the agent stopped before answering",
+                request_id=request.id,
+                reply_to=request.reply_to,
+            )
+            await self._refuse(error, message)
+            raise
+        except Exception as exc:
+            logger.exception("question %s failed", request.id)
+            error = RequestError(
+                ErrorCode.INTERNAL,
+                f"the question failed: {_first_line(exc)}",
+                request_id=request.id,
+                reply_to=request.reply_to,
+            )
+            await self._refuse(error, message)
+            return
+        self.metrics.questions.labels("ok").inc()
+        await self.link.reply(request, message, answer.payload())
+
+    async def _refuse(self, error: RequestError, message: IncomingMessage) -> None:
+        assert self.link is not None
+        self.metrics.questions.labels(str(error.code)).inc()
+        await self.link.reply(error, message, ErrorMessage.from_error(error).payload())
+
+    async def _on_watch_add(self, message: IncomingMessage) -> None:
+        assert self.link is not None
+        try:
+            spec = parse_watch_add(
+                message.payload,
+                max_question_chars=self.config.questions.max_question_chars,
+                topics=self.link.topics,
+                known_streams=list(self.ingests),
+            )
+        except RequestError as exc:
+            await self._refuse(exc, message)
+            return
+        self.watches.add(spec)
+        await self._standing_changed()
+
+    async def _on_watch_remove(self, message: IncomingMessage) -> None:
+        assert self.link is not None
+        try:
+            removal = parse_watch_remove(message.payload, topics=self.link.topics)
+        except RequestError as exc:
+            await self._refuse(exc, message)
+            return
+        if self.watches.remove(removal.id):
+            await self._standing_changed()
+
+    async def _standing_changed(self) -> None:
+        assert self.worker is not None
+        prompts = self._standing_prompts()
+        await self.worker.run_question(lambda e: e.set_standing_prompts(prompts))
+        await self._publish_watches()
+
+    # ------------------------------------------------------------------------------------------- status
+    async def _status_loop(self) -> None:
+        while True:
+            await self._publish_statuses()
+            await asyncio.sleep(STATUS_INTERVAL_S)
+
+    async def _publish_statuses(self) -> None:
+        for stream_id in list(self.ingests):
+            await self._publish_status(stream_id)
+
+    async def _publish_status(self, stream_id: str) -> None:
+        assert self.link is not None and self.memory is not None
+        if self.link.state in (LinkState.STOPPED, LinkState.NEW):
+            return
+        health = self.ingests[stream_id].health
+        stats = (await self.memory.stats(stream_id)).streams.get(stream_id)
+        tokens, nbytes = (stats.tokens, stats.bytes) if stats else (0, 0)
+        now = time.time()
+        self.metrics.memory_tokens.labels(stream_id).set(tokens)
+        self.metrics.memory_bytes.labels(stream_id).set(nbytes)
+        self.metrics.stream_fps.labels(stream_id).set(health.fps(now))
+        self.metrics.drops.labels(stream_id).set(health.drops)
+        self.metrics.reconnects.labels(stream_id).set(health.reconnects)
+        self.metrics.stalls.labels(stream_id).set(health.stalls)
+        status = StreamStatus(
+            stream=stream_id,
+            state=health.state.value,
+            online=health.online,
+            fps=health.fps(now),
+            frames=health.frames,
+            drops=health.drops,
+            reconnects=health.reconnects,
+            stalls=health.stalls,
+            memory_tokens=tokens,
+            memory_bytes=nbytes,
+            last_error=health.last_error,
+            updated_at=datetime.now(UTC),
+        )
+        await self.link.publish(self.link.topics.status(stream_id), status.payload(), retain=True)
+
+    # --------------------------------------------------------------------------------- health, metrics
+    def _readiness(self) -> tuple[bool, dict[str, object]]:
+        memory_ok = self.memory is not None and self.memory.state == MemoryState.READY
+        mqtt_ok = self.link is not None and self.link.state == LinkState.CONNECTED
+        ok = self.ready.is_set() and memory_ok and mqtt_ok
+        return ok, {"memory": memory_ok, "mqtt": mqtt_ok, "model": self.ready.is_set()}
+
+    def _render_metrics(self) -> bytes:
+        if self.worker is not None:
+            self.metrics.queue_depth.labels("questions").set(self.worker.queued_questions)
+            self.metrics.queue_depth.labels("ingest").set(self.worker.queued_chunks)
+        self.metrics.queue_depth.labels("inflight").set(len(self._inflight))
+        self.metrics.mqtt_connected.set(
+            1 if self.link is not None and self.link.state == LinkState.CONNECTED else 0
+        )
+        self.metrics.memory_ready.set(
+            1 if self.memory is not None and self.memory.state == MemoryState.READY else 0
+        )
+        for stream_id, ingest in self.ingests.items():
+            self.metrics.stream_fps.labels(stream_id).set(ingest.health.fps(time.time()))
+        return self.metrics.render()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _evidence(result: EngineAnswer) -> list[Evidence]:
+    return [
+        Evidence(stream=e.stream_id, start=rfc3339(e.span.start), end=rfc3339(e.span.end), score=e.span.score)
+        for e in result.evidence
+    ]

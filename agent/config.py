@@ -1,0 +1,261 @@
+"""The agent's configuration: one YAML file validated by pydantic, environment overrides, secrets resolved.
+
+Layers, later wins: the embedded defaults, the YAML file, then `FLEXSELECT__SECTION__KEY=value` variables
+(values parsed as YAML scalars; list items by index, e.g. `FLEXSELECT__STREAMS__0__URI`). Secrets never
+live in config files: `mqtt.password`, `memory.redis.password` and a stream's `uri` (cameras carry
+credentials in it) come from `<key>_file` (a secret file) or from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.memory.config import MemoryConfig
+from agent.mqtt.config import MqttConfig
+from agent.mqtt.messages import WatchSpec
+from streams.config import StreamConfig
+from streams.uri import mask_uri
+
+ENV_PREFIX = "FLEXSELECT__"
+SECRET_KEYS: tuple[tuple[str, ...], ...] = (("mqtt", "password"), ("memory", "redis", "password"))
+DEFAULT_DESCRIPTION_PROMPT = "describe what happens in the video"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the key path and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(_Section):
+    """Which video LLM answers and how FlexSelect selects its evidence."""
+
+    name: str = Field("toy", min_length=1, title="Hub id, local checkpoint directory, or 'toy'")
+    device: str | None = Field(None, title="cuda, cuda:N or cpu; None picks cuda when available")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", title="Weights dtype")
+    scorer: Literal["reference", "none"] = Field("reference", title="Token scorer")
+    layer: int | None = Field(None, ge=0, title="Reference layer; None: the model's default")
+    aggregation: Literal["max", "mean"] = Field("max", title="Reduction over heads and question tokens")
+    budget: int | None = Field(None, ge=1, title="Visual tokens kept per answer; None: 32 frames' worth")
+    max_frames_per_group: int = Field(64, ge=1, le=4096, title="Frames scored together")
+    max_new_tokens: int = Field(32, ge=1, le=4096, title="Longest generated answer (tokens)")
+
+
+class StreamSection(_Section):
+    """One camera or recording."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", title="Stream id (topic-safe)")
+    uri: str = Field(min_length=1, title="rtsp(s)://, http(s)://, a file path or a V4L2 device")
+    source: StreamConfig = Field(default_factory=StreamConfig, title="Sampling, chunking, reconnects")
+    time_origin: float | None = Field(
+        None, title="Unix time that media time 0 of a recording maps to; None: when ingest starts"
+    )
+
+
+class IngestSection(_Section):
+    """How chunks become memory."""
+
+    standing_prompts: list[str] = Field(
+        default_factory=lambda: [DEFAULT_DESCRIPTION_PROMPT],
+        title="Prompts whose attention scores tokens at ingest (watch questions are added)",
+    )
+    max_batch_chunks: int = Field(4, ge=1, le=256, title="Chunks encoded together in one GPU batch")
+    watch_window_s: float = Field(30.0, gt=0, le=86_400, title="Recent seconds a watch question looks at")
+    queue_chunks: int = Field(16, ge=1, le=4096, title="Chunks waiting for the encoder, all streams")
+
+
+class QuestionsSection(_Section):
+    """Limits on questions."""
+
+    max_question_chars: int = Field(2000, ge=1, le=100_000, title="Longest accepted question")
+    queue_size: int = Field(32, ge=1, le=10_000, title="Questions waiting; more are refused (queue_full)")
+    max_consecutive: int = Field(4, ge=1, le=1000, title="Questions run before ingest gets a batch")
+    timeout_s: float = Field(120.0, gt=0, le=3600, title="Longest a question may wait and run")
+
+
+class HttpSection(_Section):
+    """Prometheus metrics and health endpoints."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9410, ge=0, le=65535, title="0 picks a free port")
+
+
+class LoggingSection(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class AgentConfig(_Section):
+    """The whole agent; every section is optional and has embedded defaults."""
+
+    model: ModelSection = Field(default_factory=ModelSection)
+    streams: list[StreamSection] = Field(default_factory=list)
+    ingest: IngestSection = Field(default_factory=IngestSection)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    questions: QuestionsSection = Field(default_factory=QuestionsSection)
+    watches: list[WatchSpec] = Field(default_factory=list)
+    http: HttpSection = Field(default_factory=HttpSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+    shutdown_timeout_s: float = Field(10.0, gt=0, le=600, title="SIGTERM: longest wait for questions")
+
+    @model_validator(mode="after")
+    def _check_ids(self) -> Self:
+        ids = [s.id for s in self.streams]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"stream ids must be unique; repeated: {', '.join(duplicates)}")
+        for watch in self.watches:
+            unknown = sorted(set(watch.streams or []) - set(ids))
+            if unknown:
+                raise ValueError(f"watch {watch.id!r} names unknown streams: {', '.join(unknown)}")
+        return self
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> AgentConfig:
+    """Read, override and validate the configuration; raises ConfigError with the key path on failure."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_yaml(Path(path))
+    _reject_literal_secrets(data)
+    _apply_env_overrides(data, env)
+    _resolve_secrets(data, env)
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: `key.path: message (got value)`."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"{where}: {err['msg']}{_shown_input(err)}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _shown_input(err: Any) -> str:
+    """The offending value for an error line, never a secret or a whole section."""
+    value = err.get("input")
+    if err["type"] == "missing" or isinstance(value, dict | list):
+        return ""
+    if any("password" in str(part) for part in err["loc"]):
+        return " (got ***)"
+    return f" (got {mask_uri(value) if isinstance(value, str) else value!r})"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping at the top level, got {type(data).__name__}"
+        )
+    return data
+
+
+def _reject_literal_secrets(data: dict[str, Any]) -> None:
+    for path in SECRET_KEYS:
+        node: Any = data
+        for key in path[:-1]:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict) and node.get(path[-1]) is not None:
+            dotted = ".".join(path)
+            raise ConfigError(
+                f"{dotted}: secrets may not be written in config files; use {dotted}_file "
+                f"or the {ENV_PREFIX}{'__'.join(p.upper() for p in path)} environment variable"
+            )
+
+
+def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not parts:
+            continue
+        try:
+            value = yaml.safe_load(env[name])
+        except yaml.YAMLError:
+            value = env[name]
+        if parts[-1] in ("password", "uri") and isinstance(value, int | float):
+            value = env[name]  # secrets and URIs are strings even when they look like numbers
+        _set_path(data, parts, value, name)
+
+
+def _set_path(data: dict[str, Any], parts: list[str], value: Any, source: str) -> None:
+    node: Any = data
+    for i, key in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list):
+            index = _index(key, source)
+            while len(node) <= index:
+                node.append({})
+            node = node[index]
+            continue
+        if key not in node or not isinstance(node[key], dict | list):
+            node[key] = [] if re.fullmatch(r"\d+", nxt) else {}
+        node = node[key]
+    last = parts[-1]
+    if isinstance(node, list):
+        index = _index(last, source)
+        while len(node) <= index:
+            node.append(None)
+        node[index] = value
+    else:
+        node[last] = value
+
+
+def _index(key: str, source: str) -> int:
+    if not re.fullmatch(r"\d+", key):
+        raise ConfigError(f"{source}: {key!r} is not a list index")
+    return int(key)
+
+
+def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Replace every `<key>_file` of a secret (and of stream URIs) by the file's content."""
+    for path in SECRET_KEYS:
+        node: Any = data
+        for key in path[:-1]:
+            if not isinstance(node, dict) or key not in node:
+                node = None
+                break
+            node = node[key]
+        if isinstance(node, dict):
+            _read_secret_file(node, path[-1], ".".join(path))
+    for i, stream in enumerate(data.get("streams") or []):
+        if isinstance(stream, dict):
+            _read_secret_file(stream, "uri", f"streams.{i}.uri")
+
+
+def _read_secret_file(node: dict[str, Any], key: str, dotted: str) -> None:
+    file_key = f"{key}_file"
+    if file_key not in node:
+        return
+    path = Path(str(node.pop(file_key)))
+    if node.get(key) is not None:
+        raise ConfigError(f"{dotted}: give either {key} (from the environment) or {file_key}, not both")
+    try:
+        node[key] = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{dotted}_file: cannot read secret file {path}: {exc.strerror}") from None

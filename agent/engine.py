@@ -1,0 +1,183 @@
+"""The model-side work of the agent, synchronous and single-threaded: encode chunks, score them for
+memory, and answer questions over retained tokens. Only the worker thread calls it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from agent.config import ModelSection
+from flexselect.adapters import VideoLLMAdapter
+from flexselect.config import SelectionConfig
+from flexselect.pipeline import EvidenceSpan, FlexSelectPipeline, evidence_spans
+from flexselect.ranking import ReferenceScorer
+from flexselect.types import Prompt, VisualTokens
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ChunkInput:
+    """Frames of one chunk of one stream, ready for the vision tower."""
+
+    stream_id: str
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    times: np.ndarray  # (T,) absolute Unix seconds
+    frame_offset: int  # index of the first frame in the stream's own frame count
+    time_origin: float  # subtracted where times become text (Qwen3-VL timestamps)
+
+
+@dataclass
+class EncodedChunk:
+    """A chunk's visual tokens and their query-independent ingest attention."""
+
+    stream_id: str
+    tokens: VisualTokens
+    attention: torch.Tensor  # (N,) float32 on the CPU
+
+
+@dataclass
+class StreamEvidence:
+    stream_id: str
+    span: EvidenceSpan
+
+
+@dataclass
+class EngineAnswer:
+    """An answer over the memory of one or more streams."""
+
+    text: str
+    evidence: list[StreamEvidence]
+    retained_tokens: int
+    used_tokens: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Engine:
+    """Owns the adapter and scorer; every method runs on the worker thread only."""
+
+    def __init__(self, adapter: VideoLLMAdapter, config: ModelSection, *, standing_prompts: list[str]):
+        self.adapter = adapter
+        self.config = config
+        self.scorer = (
+            ReferenceScorer(adapter, layer=config.layer, aggregation=config.aggregation)
+            if config.scorer == "reference"
+            else None
+        )
+        self._standing: list[Prompt] = []
+        self.set_standing_prompts(standing_prompts)
+        self.tokens_per_frame: float | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.config.name
+
+    def set_standing_prompts(self, prompts: list[str]) -> None:
+        """Prompts whose attention decides what the memory keeps (description prompt plus watches)."""
+        self._standing = [self.adapter.prompt(p) for p in dict.fromkeys(prompts)]
+
+    def encode(self, chunk: ChunkInput) -> EncodedChunk:
+        """Vision tower and projector once, then the ingest attention of the standing prompts."""
+        tokens = self.adapter.encode(
+            chunk.frames, chunk.times, frame_offset=chunk.frame_offset, time_origin=chunk.time_origin
+        )
+        if self.tokens_per_frame is None:
+            self.tokens_per_frame = len(tokens) / len(chunk.frames)
+        return EncodedChunk(chunk.stream_id, _to_cpu(tokens), self.ingest_attention(tokens))
+
+    def ingest_attention(self, tokens: VisualTokens) -> torch.Tensor:
+        """Max over standing prompts of the reference scorer's attention (uniform without a scorer)."""
+        if self.scorer is None or not self._standing:
+            return torch.ones(len(tokens), dtype=torch.float32)
+        scores = torch.stack([self.scorer.score(p, tokens).float().cpu() for p in self._standing])
+        return scores.max(dim=0).values
+
+    def default_budget(self) -> int:
+        """The configured budget, else 32 frames' worth of this model's tokens."""
+        if self.config.budget is not None:
+            return self.config.budget
+        per_frame = self.tokens_per_frame or 64.0
+        return max(1, round(32 * per_frame))
+
+    def answer(
+        self, question: str, streams: list[tuple[str, VisualTokens]], budget: int | None
+    ) -> EngineAnswer:
+        """Select from the retained tokens of `streams` (in the given order) and generate the answer."""
+        merged, stream_index = merge_streams([tokens for _, tokens in streams])
+        config = SelectionConfig(
+            budget=budget or self.default_budget(),
+            layer=self.config.layer,
+            aggregation=self.config.aggregation,
+            max_frames_per_group=self.config.max_frames_per_group,
+        )
+        pipeline = FlexSelectPipeline(
+            self.adapter, self.scorer, config, max_new_tokens=self.config.max_new_tokens
+        )
+        result = pipeline.answer_tokens(merged, question)
+        keep = torch.arange(len(merged)) if result.selection is None else result.selection.index
+        scores = None if result.selection is None else result.selection.scores[keep]
+        evidence: list[StreamEvidence] = []
+        for i, (stream_id, _) in enumerate(streams):
+            mine = stream_index[keep] == i
+            if bool(mine.any()):
+                spans = evidence_spans(merged.select(keep[mine]), None if scores is None else scores[mine])
+                evidence += [StreamEvidence(stream_id, span) for span in spans]
+        evidence.sort(key=lambda e: e.span.score, reverse=True)
+        return EngineAnswer(
+            text=result.answer,
+            evidence=evidence,
+            retained_tokens=result.total_tokens,
+            used_tokens=result.kept_tokens,
+            timings_ms=result.timings_ms,
+        )
+
+
+def merge_streams(parts: list[VisualTokens]) -> tuple[VisualTokens, torch.Tensor]:
+    """Lay several streams' tokens end to end as one video; returns it and each row's stream index.
+
+    Frame and temporal-step indices of each later stream are shifted past the previous one (with a gap)
+    so frames never collide and evidence runs never join across streams.
+    """
+    if not parts:
+        raise ValueError("no streams to merge")
+    shifted, index = [], []
+    frame_base = step_base = 0
+    for i, tokens in enumerate(parts):
+        if len(tokens) == 0:
+            continue
+        frame_shift = frame_base - int(tokens.frame.min())
+        steps = tokens.grid[:, 0][tokens.grid[:, 0] >= 0]
+        step_shift = step_base - (int(steps.min()) if len(steps) else 0)
+        grid = tokens.grid.clone()
+        grid[:, 0] = torch.where(grid[:, 0] >= 0, grid[:, 0] + step_shift, grid[:, 0])
+        moved = VisualTokens(
+            embeds=tokens.embeds,
+            frame=tokens.frame + frame_shift,
+            time=tokens.time,
+            grid=grid,
+            kind=tokens.kind,
+            token_id=tokens.token_id,
+            deepstack=tokens.deepstack,
+            seconds_per_step=tokens.seconds_per_step,
+        )
+        shifted.append(moved)
+        index.append(torch.full((len(tokens),), i, dtype=torch.long))
+        frame_base = int(moved.frame.max()) + 4  # a gap keeps evidence runs apart
+        step_base = int(grid[:, 0].max()) + 2
+    return VisualTokens.concat(shifted), torch.cat(index)
+
+
+def _to_cpu(tokens: VisualTokens) -> VisualTokens:
+    return VisualTokens(
+        embeds=tokens.embeds.detach().cpu(),
+        frame=tokens.frame.cpu(),
+        time=tokens.time.cpu(),
+        grid=tokens.grid.cpu(),
+        kind=tokens.kind.cpu(),
+        token_id=tokens.token_id.cpu(),
+        deepstack=None if tokens.deepstack is None else tokens.deepstack.detach().cpu(),
+        seconds_per_step=tokens.seconds_per_step,
+    )

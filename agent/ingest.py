@@ -1,0 +1,149 @@
+"""Per-stream ingest: chunks from a source, encoded by the worker, appended to the memory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from agent.config import StreamSection
+from agent.engine import ChunkInput
+from agent.memory import TokenMemory
+from agent.worker import ModelWorker
+from streams import Chunk, StreamState, open_source
+from streams.errors import StreamError
+from streams.uri import mask_uri
+
+logger = logging.getLogger(__name__)
+
+FPS_WINDOW_S = 30.0
+
+
+@dataclass
+class StreamHealth:
+    """What the agent knows of one stream, for status messages and metrics."""
+
+    stream_id: str
+    state: StreamState = StreamState.CONNECTING
+    chunks: int = 0
+    frames: int = 0
+    drops: int = 0
+    reconnects: int = 0
+    stalls: int = 0
+    ingest_errors: int = 0
+    last_error: str | None = None
+    origin: float | None = None  # Unix time of media time 0 for recordings
+    last_chunk_at: float | None = None
+    _recent: deque[tuple[float, int]] = field(default_factory=deque)
+
+    @property
+    def online(self) -> bool:
+        return self.state == StreamState.STREAMING
+
+    def record_chunk(self, frames: int, now: float) -> None:
+        self.chunks += 1
+        self.frames += frames
+        self.last_chunk_at = now
+        self._recent.append((now, frames))
+        while self._recent and now - self._recent[0][0] > FPS_WINDOW_S:
+            self._recent.popleft()
+
+    def fps(self, now: float) -> float:
+        """Frames per second over the recent window (0 when idle)."""
+        recent = [(t, n) for t, n in self._recent if now - t <= FPS_WINDOW_S]
+        if len(recent) < 2:
+            return 0.0
+        span = recent[-1][0] - recent[0][0]
+        return sum(n for _, n in recent[1:]) / span if span > 0 else 0.0
+
+
+ChunkListener = Callable[[str, float], Awaitable[None]]
+
+
+class StreamIngest:
+    """Reads one stream until it ends or is cancelled; the stream's source reconnects by itself."""
+
+    def __init__(
+        self,
+        section: StreamSection,
+        *,
+        worker: ModelWorker,
+        memory: TokenMemory,
+        temporal_patch: int,
+        on_state: Callable[[StreamHealth], None],
+        on_chunk: ChunkListener,
+    ) -> None:
+        self.section = section
+        self.worker = worker
+        self.memory = memory
+        self.temporal_patch = temporal_patch
+        self.health = StreamHealth(section.id)
+        self._on_state = on_state
+        self._on_chunk = on_chunk
+        self._next_frame = 0
+        self._source = open_source(
+            section.uri, section.source, stream_id=section.id, on_state=self._state_changed
+        )
+
+    def _state_changed(self, state: StreamState) -> None:
+        self.health.state = state
+        stats = self._source.stats
+        self.health.reconnects, self.health.stalls, self.health.drops = (
+            stats.reconnects,
+            stats.stalls,
+            stats.drops,
+        )
+        self.health.last_error = stats.last_error
+        self._on_state(self.health)
+
+    async def run(self) -> None:
+        """Ingest until the source ends (recordings) or fails for good; cancellation stops it cleanly."""
+        try:
+            async with self._source as source:
+                async for chunk in source:
+                    await self._ingest(chunk)
+        except StreamError as exc:
+            self.health.state = StreamState.FAILED
+            self.health.last_error = str(exc)
+            logger.error("stream %s failed: %s", self.section.id, exc)
+            self._on_state(self.health)
+        finally:
+            self._state_changed(self._source.state)
+
+    async def _ingest(self, chunk: Chunk) -> None:
+        now = time.time()
+        times = chunk.times
+        if not chunk.live:
+            if self.health.origin is None:
+                self.health.origin = self.section.time_origin if self.section.time_origin is not None else now
+            times = times + self.health.origin
+        tp = self.temporal_patch
+        job = ChunkInput(
+            stream_id=self.section.id,
+            frames=chunk.frames,
+            times=times,
+            frame_offset=self._next_frame,
+            time_origin=self.health.origin or float(times[0]),
+        )
+        self._next_frame += tp * math.ceil(len(chunk.frames) / tp)
+        try:
+            encoded = await self.worker.encode(job)
+            await self.memory.append(self.section.id, encoded.tokens, encoded.attention)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one bad chunk must not end a months-long stream
+            self.health.ingest_errors += 1
+            self.health.last_error = f"ingest failed: {exc}"
+            logger.exception("stream %s: chunk %d not ingested", self.section.id, chunk.seq)
+            return
+        stats = self._source.stats
+        self.health.drops = stats.drops
+        self.health.record_chunk(len(chunk.frames), now)
+        await self._on_chunk(self.section.id, float(times[-1]))
+
+    def describe(self) -> str:
+        return f"{self.section.id} ({mask_uri(self.section.uri)})"

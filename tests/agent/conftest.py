@@ -1,0 +1,3 @@
+"""The agent's end-to-end tests share the MQTT tests' per-test prefix on the real Mosquitto."""
+
+from tests.mqtt.conftest import prefix  # noqa: F401
