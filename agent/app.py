@@ -108,7 +108,7 @@ class AgentApp:
             self.questions = QuestionService(
                 worker=self.worker,
                 memory=self.memory,
-                streams=lambda: list(self.ingests),
+                streams=self.known_streams,
                 limits=q,
                 metrics=self.metrics,
                 model_name=self.config.model.name,
@@ -218,6 +218,14 @@ class AgentApp:
         listing = WatchList(watches=self.watches.specs(), updated_at=datetime.now(UTC))
         await self.link.publish(self.link.topics.watches, listing.payload(), retain=True)
 
+    async def known_streams(self) -> list[str]:
+        """Configured streams plus those the memory still remembers (e.g. from before a restart)."""
+        assert self.memory is not None
+        remembered: list[str] = []
+        if self.memory.state == MemoryState.READY:
+            remembered = await self.memory.streams()
+        return sorted({*self.ingests, *remembered})
+
     def _standing_prompts(self) -> list[str]:
         return [*self.config.ingest.standing_prompts, *self.watches.questions()]
 
@@ -246,7 +254,7 @@ class AgentApp:
                 message.payload,
                 max_question_chars=self.config.questions.max_question_chars,
                 topics=self.link.topics,
-                known_streams=list(self.ingests),
+                known_streams=await self.known_streams(),
             )
         except RequestError as exc:
             await self._refuse(exc, message)

@@ -28,6 +28,7 @@ class ChunkInput:
     times: np.ndarray  # (T,) absolute Unix seconds
     frame_offset: int  # index of the first frame in the stream's own frame count
     time_origin: float  # subtracted where times become text (Qwen3-VL timestamps)
+    fps: float | None = None  # the stream's sampling rate (None: estimated from the times)
 
 
 @dataclass
@@ -82,7 +83,11 @@ class Engine:
     def encode(self, chunk: ChunkInput) -> EncodedChunk:
         """Vision tower and projector once, then the ingest attention of the standing prompts."""
         tokens = self.adapter.encode(
-            chunk.frames, chunk.times, frame_offset=chunk.frame_offset, time_origin=chunk.time_origin
+            chunk.frames,
+            chunk.times,
+            frame_offset=chunk.frame_offset,
+            time_origin=chunk.time_origin,
+            fps=chunk.fps,
         )
         if self.tokens_per_frame is None:
             self.tokens_per_frame = len(tokens) / len(chunk.frames)

@@ -128,6 +128,7 @@ class StreamIngest:
             times=times,
             frame_offset=self._next_frame,
             time_origin=self.health.origin or float(times[0]),
+            fps=None if self.section.source.keyframes_only else self.section.source.sample_fps,
         )
         self._next_frame += tp * math.ceil(len(chunk.frames) / tp)
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from agent.config import QuestionsSection
@@ -33,7 +33,7 @@ class QuestionService:
         *,
         worker: ModelWorker,
         memory: TokenMemory,
-        streams: Callable[[], list[str]],
+        streams: Callable[[], Awaitable[list[str]]],
         limits: QuestionsSection,
         metrics: AgentMetrics,
         model_name: str,
@@ -99,7 +99,7 @@ class QuestionService:
         return engine.answer(request.question, parts, request.budget)
 
     async def _candidates(self, request: AskRequest) -> list[tuple[str, VisualTokens]]:
-        known = self.streams()
+        known = await self.streams()
         wanted = request.streams or known
         unknown = [s for s in wanted if s not in known]
         if unknown:

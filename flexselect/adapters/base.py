@@ -164,6 +164,7 @@ class VideoLLMAdapter(ABC):
         *,
         frame_offset: int = 0,
         time_origin: float = 0.0,
+        fps: float | None = None,
     ) -> VisualTokens:
         """Run the vision tower and projector once over `frames`, returning the visual span.
 
@@ -172,6 +173,8 @@ class VideoLLMAdapter(ABC):
             times: (T,) seconds of each frame (media or wall-clock time).
             frame_offset: index of the first frame in its source, so chunks of a stream line up.
             time_origin: subtracted from `times` wherever times become text (Qwen3-VL timestamps).
+            fps: the sampling rate the frames were taken at; None estimates it from `times`. Streams pass
+                their configured rate so every chunk gets the same temporal scale despite clock jitter.
         """
 
     @staticmethod

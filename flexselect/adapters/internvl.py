@@ -31,6 +31,7 @@ class InternVLAdapter(VideoLLMAdapter):
         *,
         frame_offset: int = 0,
         time_origin: float = 0.0,
+        fps: float | None = None,
     ) -> VisualTokens:
         pixels = self.processor_inputs(frames, times)["pixel_values"]
         with torch.no_grad():

@@ -31,6 +31,7 @@ class LlavaOnevisionAdapter(VideoLLMAdapter):
         *,
         frame_offset: int = 0,
         time_origin: float = 0.0,
+        fps: float | None = None,
     ) -> VisualTokens:
         pixels = self.processor_inputs(frames, times)["pixel_values_videos"]
         n_frames = pixels.shape[1]

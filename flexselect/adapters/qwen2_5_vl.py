@@ -25,11 +25,13 @@ class Qwen25VLAdapter(VideoLLMAdapter):
     def temporal_patch(self) -> int:
         return int(self.config.vision_config.temporal_patch_size)
 
-    def processor_inputs(self, frames: np.ndarray, times: np.ndarray) -> dict[str, torch.Tensor]:
+    def processor_inputs(
+        self, frames: np.ndarray, times: np.ndarray, *, fps: float | None = None
+    ) -> dict[str, torch.Tensor]:
         self._check_frames(frames, times)
         out = self.processor.video_processor(
             videos=[frames],
-            video_metadata=[video_metadata(frames, times)],
+            video_metadata=[video_metadata(frames, times, fps=fps)],
             do_sample_frames=False,
             return_tensors="pt",
         )
@@ -42,13 +44,14 @@ class Qwen25VLAdapter(VideoLLMAdapter):
         *,
         frame_offset: int = 0,
         time_origin: float = 0.0,
+        fps: float | None = None,
     ) -> VisualTokens:
         tp = self.temporal_patch
         if frame_offset % tp:
             raise AdapterError(
                 f"frame_offset must be a multiple of the temporal patch {tp}, got {frame_offset}"
             )
-        inputs = self.processor_inputs(frames, times)
+        inputs = self.processor_inputs(frames, times, fps=fps)
         grid_thw = inputs["video_grid_thw"].to(self.device)
         with torch.no_grad():
             out = self.model.model.get_video_features(
@@ -69,7 +72,7 @@ class Qwen25VLAdapter(VideoLLMAdapter):
             grid=grid,
             kind=torch.full((n,), int(TokenKind.PATCH), dtype=torch.int8),
             token_id=torch.full((n,), int(self.config.video_token_id), dtype=torch.long),
-            seconds_per_step=tp / sampled_fps(times),
+            seconds_per_step=tp / (fps or sampled_fps(times)),
         )
 
     def visual_positions(self, tokens: VisualTokens, *, compact: bool) -> tuple[torch.Tensor, int]:

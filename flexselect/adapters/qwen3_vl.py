@@ -30,11 +30,13 @@ class Qwen3VLAdapter(VideoLLMAdapter):
     def temporal_patch(self) -> int:
         return int(self.config.vision_config.temporal_patch_size)
 
-    def processor_inputs(self, frames: np.ndarray, times: np.ndarray) -> dict[str, torch.Tensor]:
+    def processor_inputs(
+        self, frames: np.ndarray, times: np.ndarray, *, fps: float | None = None
+    ) -> dict[str, torch.Tensor]:
         self._check_frames(frames, times)
         out = self.processor.video_processor(
             videos=[frames],
-            video_metadata=[video_metadata(frames, times)],
+            video_metadata=[video_metadata(frames, times, fps=fps)],
             do_sample_frames=False,
             return_tensors="pt",
         )
@@ -47,13 +49,14 @@ class Qwen3VLAdapter(VideoLLMAdapter):
         *,
         frame_offset: int = 0,
         time_origin: float = 0.0,
+        fps: float | None = None,
     ) -> VisualTokens:
         tp = self.temporal_patch
         if frame_offset % tp:
             raise AdapterError(
                 f"frame_offset must be a multiple of the temporal patch {tp}, got {frame_offset}"
             )
-        inputs = self.processor_inputs(frames, times)
+        inputs = self.processor_inputs(frames, times, fps=fps)
         with torch.no_grad():
             out = self.model.model.get_video_features(
                 inputs["pixel_values_videos"].to(self.device, self.model.dtype),
@@ -92,7 +95,7 @@ class Qwen3VLAdapter(VideoLLMAdapter):
                 self._markers(torch.tensor([end_id]), frame, float(padded_times[step * tp]), deep.shape[0])
             )
         tokens = VisualTokens.concat(pieces)
-        tokens.seconds_per_step = tp / sampled_fps(times)
+        tokens.seconds_per_step = tp / (fps or sampled_fps(times))
         return tokens
 
     def _markers(self, ids: torch.Tensor, frame: int, time: float, levels: int) -> VisualTokens:

@@ -17,10 +17,10 @@ def sampled_fps(times: np.ndarray) -> float:
     return 1.0 / step
 
 
-def video_metadata(frames: np.ndarray, times: np.ndarray) -> VideoMetadata:
-    """Metadata that makes the processor treat `frames` as already sampled at their own rate."""
+def video_metadata(frames: np.ndarray, times: np.ndarray, *, fps: float | None = None) -> VideoMetadata:
+    """Metadata that makes the processor treat `frames` as already sampled at `fps` (else their own rate)."""
     n, h, w, _ = frames.shape
-    fps = sampled_fps(times)
+    fps = fps or sampled_fps(times)
     return VideoMetadata(
         total_num_frames=n, fps=fps, width=w, height=h, duration=n / fps, frames_indices=list(range(n))
     )
