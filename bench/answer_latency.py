@@ -1,0 +1,212 @@
+"""Answer latency against memory size: full prefill of every retained token versus FlexSelect.
+
+    python bench/answer_latency.py [--model tiny|qwen2.5-vl-7b] [--sizes 16384,65536,131072]
+                                   [--budget 7040] [--repeats 5] [--out bench/results]
+
+A stream's memory (the agent's in-process memory) is filled with N retained visual tokens; then the same
+question is answered repeatedly through the real code path: memory read, selection (training-free
+reference layer), prefill of `[prefix | kept | question]` to the first token, and greedy decoding. Full
+prefill of all N tokens is the baseline where it fits. Stage times are medians and p95 over the repeats.
+On a GPU use `--model qwen2.5-vl-7b` (random weights of the published shapes, bf16); on a CPU the tiny
+configuration runs smaller sizes and only the ratios mean anything. FlexSelect-Lite rows (the selector
+and its cached scoring) are added once the selector exists; they print as pending until then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agent.memory import MemoryConfig, RetentionConfig, open_memory
+from bench.report import environment, plot, table, write_json
+from flexselect.adapters import Qwen25VLAdapter, VideoLLMAdapter
+from flexselect.budget import select
+from flexselect.config import SelectionConfig
+from flexselect.ranking import ReferenceScorer
+from flexselect.types import TokenKind, VisualTokens
+
+QUESTION = "what color was the square that crossed the left side of the loading dock this morning ?"
+
+
+def build(model: str) -> tuple[VideoLLMAdapter, int]:
+    """The adapter and its tokens per frame (128 at 448x448 for the 7B shapes)."""
+    if model == "qwen2.5-vl-7b":
+        from flexselect.shapes import qwen2_5_vl_7b
+
+        net, processor = qwen2_5_vl_7b(device="cuda")
+        return Qwen25VLAdapter(net, processor), 128
+    from flexselect.tiny import build_tiny
+
+    net, processor = build_tiny("qwen2_5_vl", max_positions=1 << 20, frame_side=112)
+    return Qwen25VLAdapter(net, processor), 16
+
+
+def synthetic_tokens(adapter: VideoLLMAdapter, n: int, per_frame: int, seed: int) -> VisualTokens:
+    """`n` retained tokens laid out as 1 fps frames of `per_frame` tokens (random embeddings)."""
+    g = torch.Generator().manual_seed(seed)
+    width = adapter.text_config.hidden_size
+    idx = torch.arange(n)
+    frame = idx // per_frame
+    side = int(per_frame**0.5)
+    grid = torch.stack([frame // 2, (idx % per_frame) // side, idx % side], dim=1)
+    return VisualTokens(
+        embeds=(torch.randn(n, width, generator=g) * 0.02).to(adapter.model.dtype),
+        frame=frame,
+        time=frame.double(),
+        grid=grid,
+        kind=torch.full((n,), int(TokenKind.PATCH), dtype=torch.int8),
+        token_id=torch.full((n,), int(adapter.config.video_token_id), dtype=torch.long),
+        seconds_per_step=2.0,
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+async def fill_memory(tokens: VisualTokens, per_frame: int):
+    config = MemoryConfig(
+        retention=RetentionConfig(
+            max_tokens_per_stream=len(tokens) + 1,
+            max_tokens_total=len(tokens) + 1,
+            max_bytes_per_stream=1 << 40,
+            max_bytes_total=1 << 40,
+        )
+    )
+    memory = open_memory(config)
+    await memory.connect()
+    chunk = per_frame * 8
+    for start in range(0, len(tokens), chunk):
+        part = tokens.select(torch.arange(start, min(len(tokens), start + chunk)))
+        await memory.append("cam", part, torch.ones(len(part)))
+    return memory
+
+
+def time_answer(
+    adapter: VideoLLMAdapter, tokens: VisualTokens, method: str, budget: int, new_tokens: int
+) -> dict[str, float] | None:
+    """Stage times (ms) of one answer, or None when the method does not fit."""
+    prompt = adapter.prompt(QUESTION)
+    stages: dict[str, float] = {}
+    keep = None
+    if method == "reference":
+        start = time.perf_counter()
+        scorer = ReferenceScorer(adapter)
+        config = SelectionConfig(budget=budget, max_frames_per_group=64)
+        room = adapter.max_positions - len(prompt.prefix_ids) - len(prompt.suffix_ids)
+        keep = select(scorer, prompt, tokens, config, max_group_tokens=room).index
+        sync()
+        stages["select"] = (time.perf_counter() - start) * 1e3
+    elif method == "full" and len(tokens) + 200 > adapter.max_positions:
+        return None
+    start = time.perf_counter()
+    seq = adapter.build_sequence(prompt, tokens, keep)
+    answer = adapter.generate(seq, max_new_tokens=new_tokens)
+    stages["build"] = (time.perf_counter() - start) * 1e3 - sum(answer.timings_ms.values())
+    stages["prefill"] = answer.timings_ms["prefill"]
+    stages["decode"] = answer.timings_ms["generate"]
+    return stages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", choices=("tiny", "qwen2.5-vl-7b"), default="tiny")
+    parser.add_argument(
+        "--sizes", default=None, help="retained tokens (default: 16k,64k,128k on GPU; smaller on CPU)"
+    )
+    parser.add_argument(
+        "--budget", type=int, default=None, help="kept tokens (default 7040, tiny: 32 frames)"
+    )
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--new-tokens", type=int, default=8)
+    parser.add_argument("--methods", default="full,reference")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    adapter, per_frame = build(args.model)
+    big = args.model != "tiny"
+    sizes = [int(s) for s in (args.sizes or ("16384,65536,131072" if big else "2048,8192,32768")).split(",")]
+    budget = args.budget or (7040 if big else 32 * per_frame)
+    rows: list[dict[str, Any]] = []
+    for n in sizes:
+        tokens = synthetic_tokens(adapter, n, per_frame, seed=n)
+        memory = asyncio.run(fill_memory(tokens, per_frame))
+        for method in args.methods.split(","):
+            runs: list[dict[str, float]] = []
+            for _ in range(args.repeats + 1):  # the first run warms up
+                start = time.perf_counter()
+                retained = asyncio.run(memory.read(["cam"]))["cam"].tokens
+                read_ms = (time.perf_counter() - start) * 1e3
+                stages = time_answer(adapter, retained, method, budget, args.new_tokens)
+                if stages is None:
+                    break
+                runs.append({"read": read_ms, **stages})
+            if not runs:
+                rows.append({"tokens": n, "method": method, "note": "does not fit"})
+                continue
+            runs = runs[1:] or runs
+            ttft = [r["read"] + r.get("select", 0.0) + r["build"] + r["prefill"] for r in runs]
+            total = [t + r["decode"] for t, r in zip(ttft, runs, strict=True)]
+            row: dict[str, Any] = {"tokens": n, "method": method}
+            row.update({f"{k}_ms": statistics.median(r[k] for r in runs) for k in runs[0]})
+            row.update(ttft_ms=statistics.median(ttft), ttft_p95_ms=percentile(ttft, 0.95))
+            row.update(total_ms=statistics.median(total), total_p95_ms=percentile(total, 0.95))
+            rows.append(row)
+        for method in ("lite", "lite-cached"):
+            rows.append({"tokens": n, "method": method, "note": "pending: the selector issue"})
+    for n in sizes:
+        full = next((r for r in rows if r["tokens"] == n and r["method"] == "full" and "ttft_ms" in r), None)
+        for r in rows:
+            if r["tokens"] == n and full and "ttft_ms" in r:
+                r["speedup_ttft"] = full["ttft_ms"] / r["ttft_ms"]
+    columns = [
+        "tokens",
+        "method",
+        "read_ms",
+        "select_ms",
+        "prefill_ms",
+        "decode_ms",
+        "ttft_ms",
+        "ttft_p95_ms",
+        "total_ms",
+        "speedup_ttft",
+        "note",
+    ]
+    env = environment()
+    print(f"answer latency, {args.model}, budget {budget}, {args.repeats} repeats; {env['device']}")
+    print(table(rows, columns))
+    if not big:
+        print("(CPU, tiny configuration: only the ratios mean anything; on a GPU run --model qwen2.5-vl-7b)")
+    write_json(args.out / f"answer_latency_{args.model}.json", {"budget": budget, "rows": rows})
+    series = {
+        m: (
+            [r["tokens"] for r in rows if r["method"] == m and "ttft_ms" in r],
+            [r["ttft_ms"] / 1e3 for r in rows if r["method"] == m and "ttft_ms" in r],
+        )
+        for m in args.methods.split(",")
+    }
+    plot(
+        args.out / f"answer_latency_{args.model}.png",
+        series,
+        xlabel="retained tokens",
+        ylabel="time to first token (s)",
+        title="Answer latency against memory size",
+    )
+
+
+if __name__ == "__main__":
+    main()
