@@ -110,7 +110,12 @@ class VideoLLMAdapter(ABC):
         return int(self.text_config.max_position_embeddings)
 
     def default_layer(self) -> int:
-        """The reference layer used when none is configured."""
+        """The reference layer used when none is configured: the checkpoint's calibrated layer
+        (`flexselect_reference_layer` in its config.json, written by `calibrate-layer`), else the
+        paper's layer for known models, else ~70% depth."""
+        calibrated = getattr(self.config, "flexselect_reference_layer", None)
+        if calibrated is not None:
+            return int(calibrated)
         return default_reference_layer(self.config.model_type, self.num_layers)
 
     def attention_module(self, layer: int) -> nn.Module:

@@ -72,3 +72,14 @@ def test_default_layer_is_the_papers_for_known_models():
     assert default_reference_layer("internvl", 32) == 15
     assert default_reference_layer("qwen2_5_vl", 80) == 60
     assert default_reference_layer("qwen3_vl", 36) == 24  # unknown: ~70% depth
+
+
+def test_a_checkpoints_calibrated_layer_is_its_default(tmp_path):
+    from flexselect.adapters import load_adapter
+    from flexselect.tiny import build_tiny
+
+    model, processor = build_tiny("llava_onevision")
+    model.config.flexselect_reference_layer = 1
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert load_adapter(tmp_path).default_layer() == 1
