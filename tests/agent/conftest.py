@@ -1,3 +1,26 @@
-"""The agent's end-to-end tests share the MQTT tests' per-test prefix on the real Mosquitto."""
+"""Shared fixtures of the agent's end-to-end tests: a tiny checkpoint, a recording, the MQTT prefix."""
 
-from tests.mqtt.conftest import prefix  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flexselect.tiny import save_tiny
+from streams.synth import WorldConfig, generate_world, write_world
+from tests.mqtt.conftest import prefix  # noqa: F401  (a unique topic prefix on the real Mosquitto)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2.5-VL checkpoint (56x56 frames: four tokens per temporal step)."""
+    return save_tiny("qwen2_5_vl", tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An 8 s, 2 fps, 56x56 synthetic recording with one needle."""
+    path = tmp_path_factory.mktemp("rec") / "rec.mp4"
+    world = generate_world(WorldConfig(seconds=8, fps=2, width=56, height=56, needles=1, seed=3, cell=28))
+    write_world(world, path)
+    return path

@@ -9,27 +9,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from flexselect.tiny import save_tiny
-from streams.synth import WorldConfig, generate_world, write_world
 from tests.agent.service_helpers import agent_config, ask, client, running, wait_for_memory
 from tests.mqtt.mqtt_helpers import read_retained, wait_until
 from tests.streams.conftest import RtspServer, gstreamer_missing
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny("qwen2_5_vl", tmp_path_factory.mktemp("model") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("rec") / "rec.mp4"
-    write_world(
-        generate_world(WorldConfig(seconds=8, fps=2, width=56, height=56, needles=1, seed=5, cell=28)), path
-    )
-    return path
 
 
 @pytest.fixture
