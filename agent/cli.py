@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "agent.commands.synth",
     "agent.commands.serve",
     "agent.commands.demo",
+    "agent.commands.eval",
 )
 
 

@@ -90,7 +90,7 @@ class Engine:
             fps=chunk.fps,
         )
         if self.tokens_per_frame is None:
-            self.tokens_per_frame = len(tokens) / len(chunk.frames)
+            self.tokens_per_frame = len(tokens) / len(tokens.frame_ids())  # per temporal step
         return EncodedChunk(chunk.stream_id, _to_cpu(tokens), self.ingest_attention(tokens))
 
     def ingest_attention(self, tokens: VisualTokens) -> torch.Tensor:

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         tokens = adapter.encode(frames, times)
         encode_ms = (time.perf_counter() - start) * 1e3
-        budget = args.budget or default_budget(len(tokens), len(frames))
+        budget = args.budget or default_budget(len(tokens), len(tokens.frame_ids()))
         config = SelectionConfig(
             budget=budget, layer=args.layer, aggregation=args.aggregation, grouping=args.grouping
         )
@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def default_budget(total_tokens: int, frames: int) -> int:
-    """The paper's budget: 32 frames' worth of this model's visual tokens."""
+    """The paper's budget: 32 frames' worth of this model's visual tokens (a frame being a temporal step
+    for models that merge frames in time, as the paper counts Qwen2.5-VL's 7,040 = 32 x 220)."""
     return max(1, round(32 * total_tokens / frames))
 
 

@@ -1,0 +1,96 @@
+"""MLVU dev, multiple choice (MLVU/MVLU release): seven tasks, reported as M-Avg (mean of task accuracies).
+
+Layout under DIR (or DIR/MLVU):
+
+    json/1_plotQA.json ... json/7_topic_reasoning.json   one list of questions per task
+    video/1_plotQA/<video> ...                            videos, one folder per task file
+
+(8_sub_scene and 9_summary are generation tasks and are skipped; video folders named after the task
+alone, e.g. video/plotQA/, are found too.) Record fields used: video, question, candidates (option
+texts), answer (the correct option's text). An item's task_type is its file's task name (plotQA, needle,
+ego, count, order, anomaly_reco, topic_reasoning), the labels lmms-eval averages for M-Avg. Records carry
+no id: an item's id is "<task file stem>/<index in the file>".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from agent.eval.items import AnnotationError, BadRecord, EvalItem, RecordError, checked, lettered, require
+
+TASK_FILES = (
+    "1_plotQA",
+    "2_needle",
+    "3_ego",
+    "4_count",
+    "5_order",
+    "6_anomaly_reco",
+    "7_topic_reasoning",
+)
+CATEGORIES = ("task_type",)
+MAX_NEW_TOKENS = 16  # mlvu_dev.yaml generation_kwargs
+# The paper's lmms-eval fork (eval/lmms_eval/tasks/mlvu_new, task mlvu_dev).
+POST_PROMPT = "Answer with the best option's letter from the given choices directly."
+ANSWER_PRIMER = "Best option: ("
+
+
+def release_root(root: Path) -> Path:
+    """DIR itself, or DIR/MLVU, whichever holds json/."""
+    for candidate in (root, root / "MLVU"):
+        if (candidate / "json").is_dir():
+            return candidate
+    raise AnnotationError(f"no MLVU annotation in {root}: expected json/1_plotQA.json ... (or MLVU/json/)")
+
+
+def load(root: Path) -> list[EvalItem | BadRecord]:
+    """Every multiple-choice question of the task files present, task by task in file order."""
+    base = release_root(root)
+    present = [stem for stem in TASK_FILES if (base / "json" / f"{stem}.json").is_file()]
+    if not present:
+        raise AnnotationError(f"{base / 'json'} holds none of {', '.join(f + '.json' for f in TASK_FILES)}")
+    items: list[EvalItem | BadRecord] = []
+    for stem in present:
+        task = stem.split("_", 1)[1]
+        try:
+            records = json.loads((base / "json" / f"{stem}.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise AnnotationError(f"{stem}.json is not JSON: {exc}") from None
+        for index, record in enumerate(records):
+            rid = f"{stem}/{index}"
+            try:
+                items.append(_item(base, stem, task, record, rid))
+            except RecordError as exc:
+                items.append(BadRecord(rid, f"malformed annotation record: {exc}", {"task_type": task}))
+    return items
+
+
+def _item(base: Path, stem: str, task: str, record: Any, rid: str) -> EvalItem:
+    if not isinstance(record, dict):
+        raise RecordError(f"the record is {type(record).__name__}, expected an object")
+    candidates = [str(c) for c in require(record, "candidates", list)]  # type: ignore[union-attr]
+    answer = str(require(record, "answer", (str, int, float)))
+    if answer not in candidates:
+        raise RecordError(f"the answer {answer!r} is not one of the candidates")
+    video = str(require(record, "video", str))
+    path = base / "video" / stem / video
+    if not path.is_file() and (base / "video" / task / video).is_file():
+        path = base / "video" / task / video
+    options = lettered(candidates)
+    return checked(
+        EvalItem(
+            id=rid,
+            video=path,
+            question=str(require(record, "question", str)).strip(),
+            options=options,
+            answer=next(letter for letter, text in options.items() if text == answer),
+            categories={"task_type": task},
+        )
+    )
+
+
+def prompt(item: EvalItem, subtitles: list[str] | None = None) -> str:
+    """The fork's mlvu_dev prompt: question and "(A) option" lines, the instruction, "Best option: ("."""
+    options = "\n".join(f"({k}) {v}" for k, v in item.options.items())
+    return "\n" + item.question + "\n" + options + "\n" + POST_PROMPT + "\n" + ANSWER_PRIMER

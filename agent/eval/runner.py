@@ -1,0 +1,137 @@
+"""The evaluation loop: skip finished items, answer the rest one line at a time, summarise.
+
+Every item ends as exactly one line in items.jsonl, an answer or an error (malformed record, missing
+or unreadable video, unreadable subtitles, a model failure), so a bad item never stops the run and a
+rerun with the same --out resumes where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from agent.eval.benchmarks import Benchmark
+from agent.eval.items import BadRecord, EvalItem, ItemFailure, RecordError
+from agent.eval.options import extract_choice
+from agent.eval.results import ResultStore
+from agent.eval.summary import summarize
+
+
+class Session(Protocol):
+    """What the loop needs from the model side (`agent.eval.model.ModelSession`)."""
+
+    def video(self, path: Any) -> tuple[Any, bool]: ...
+
+    def answer(self, video: Any, prompt: str) -> Any: ...
+
+
+def pending(
+    items: list[EvalItem | BadRecord], done: dict[str, dict[str, Any]], *, retry_errors: bool
+) -> list[EvalItem | BadRecord]:
+    """The items still to run: not in items.jsonl yet (or there only as an error, with `retry_errors`)."""
+
+    def finished(item_id: str) -> bool:
+        record = done.get(item_id)
+        return record is not None and not (retry_errors and record.get("status") == "error")
+
+    return [item for item in items if not finished(item.id)]
+
+
+def error_line(item: EvalItem | BadRecord, stage: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The items.jsonl line of an item that could not be answered."""
+    return {
+        "id": item.id,
+        "status": "error",
+        "stage": stage,
+        "error": message,
+        "categories": _plain(item.categories),
+        **extra,
+    }
+
+
+def evaluate(item: EvalItem | BadRecord, benchmark: Benchmark, session: Session) -> dict[str, Any]:
+    """Answer one item and return its items.jsonl line (an error line when it cannot be answered)."""
+    if isinstance(item, BadRecord):
+        return error_line(item, "annotation", item.message)
+    if not item.video.is_file():
+        return error_line(item, "video", f"video not found: {item.video}")
+    start = time.perf_counter()
+    try:
+        video, cached = session.video(item.video)
+        try:
+            shown = benchmark.subtitles(item, video.times) if benchmark.subtitles else None
+        except (RecordError, OSError, ValueError, KeyError, TypeError) as exc:
+            raise ItemFailure("subtitles", f"cannot read subtitles {item.subtitles}: {exc}") from None
+        result = session.answer(video, benchmark.prompt(item, shown))
+    except ItemFailure as exc:
+        return error_line(item, exc.stage, str(exc), video=str(item.video))
+    elapsed = (time.perf_counter() - start) * 1e3
+    choice = extract_choice(result.answer, item.options)
+    timings = {
+        "decode": 0.0 if cached else video.decode_ms,
+        "encode": 0.0 if cached else video.encode_ms,
+        **result.timings_ms,
+    }
+    return {
+        "id": item.id,
+        "status": "ok",
+        "video": str(item.video),
+        "categories": _plain(item.categories),
+        "answer": item.answer,
+        "prediction": choice.letter,
+        "extracted_by": choice.method,
+        "correct": choice.letter == item.answer,
+        "response": result.answer,
+        "frames": len(video.times),
+        "subtitle_lines": None if shown is None else len(shown),
+        "total_tokens": result.total_tokens,
+        "kept_tokens": result.kept_tokens,
+        "video_cached": cached,
+        "time_ms": round(elapsed, 2),
+        "timings_ms": {k: round(v, 2) for k, v in timings.items()},
+    }
+
+
+def run(
+    benchmark: Benchmark,
+    items: list[EvalItem | BadRecord],
+    session: Session,
+    store: ResultStore,
+    *,
+    retry_errors: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate every pending item, appending a line each, then write and return summary.json's content."""
+    done = store.records()
+    todo = pending(items, done, retry_errors=retry_errors)
+    bar = tqdm(
+        total=len(items),
+        initial=len(items) - len(todo),
+        desc=benchmark.name,
+        unit="item",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    correct = scored = 0
+    with bar:
+        for item in todo:
+            line = evaluate(item, benchmark, session)
+            store.append(line)
+            if line["status"] == "ok":
+                scored += 1
+                correct += bool(line["correct"])
+                bar.set_postfix(acc=f"{100 * correct / scored:.1f}%", refresh=False)
+            bar.update(1)
+    ids = {item.id for item in items}
+    records = {k: v for k, v in store.records().items() if k in ids}
+    summary = summarize(records, benchmark, items=len(items), settings=store.settings.model_dump(mode="json"))
+    store.write_summary(summary)
+    return summary
+
+
+def _plain(categories: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in categories.items()}
