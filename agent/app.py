@@ -91,56 +91,64 @@ class AgentApp:
         adapter = self._adapter or await asyncio.to_thread(build_adapter, self.config)
         engine = Engine(adapter, self.config.model, standing_prompts=self._standing_prompts())
         async with contextlib.AsyncExitStack() as stack:
-            self.memory = await stack.enter_async_context(open_memory(self.config.memory))
-            q = self.config.questions
-            self.worker = await stack.enter_async_context(
-                ModelWorker(
-                    engine,
-                    question_slots=q.queue_size,
-                    chunk_slots=self.config.ingest.queue_chunks,
-                    max_batch_chunks=self.config.ingest.max_batch_chunks,
-                    max_consecutive=q.max_consecutive,
-                )
-            )
-            self.link = MqttLink(self.config.mqtt)
-            await self.link.__aenter__()
-            stack.push_async_callback(self.link.close, stopped=False)  # a crash leaves `offline`
-            self.questions = QuestionService(
-                worker=self.worker,
-                memory=self.memory,
-                streams=self.known_streams,
-                limits=q,
-                metrics=self.metrics,
-                model_name=self.config.model.name,
-            )
-            if self.config.http.enabled:
-                self.http = await stack.enter_async_context(
-                    HealthServer(
-                        self.config.http.host,
-                        self.config.http.port,
-                        metrics=self._render_metrics,
-                        ready=self._readiness,
-                    )
-                )
+            await self._start_services(stack, engine)
             await self._publish_watches()
             dispatcher = asyncio.create_task(self._dispatch(), name="dispatcher")
             tasks = [self._start_ingest(s, adapter) for s in self.config.streams]
             status = asyncio.create_task(self._status_loop(), name="status")
             self.ready.set()
             http = f"http://{self.http.host}:{self.http.port}" if self.http else "off"
-            model = self.config.model.name
-            logger.info("agent ready: %d streams, model %s, http %s", len(tasks), model, http)
-            watcher = asyncio.create_task(until(self)) if until is not None else None
-            stop_wait = asyncio.create_task(self._stop.wait())
-            await asyncio.wait(
-                [t for t in (watcher, stop_wait) if t is not None], return_when=asyncio.FIRST_COMPLETED
+            logger.info(
+                "agent ready: %d streams, model %s, http %s", len(tasks), self.config.model.name, http
             )
-            for t in (watcher, stop_wait):
-                if t is not None and not t.done():
-                    t.cancel()
+            failure = await self._serve(until)
             await self._shutdown(tasks, dispatcher, status)
-            if watcher is not None and watcher.done() and not watcher.cancelled() and watcher.exception():
-                raise watcher.exception()  # type: ignore[misc]
+        if failure is not None:
+            raise failure
+
+    async def _start_services(self, stack: contextlib.AsyncExitStack, engine: Engine) -> None:
+        """Memory, worker, MQTT link, question service and HTTP, each closed by `stack` in reverse."""
+        self.memory = await stack.enter_async_context(open_memory(self.config.memory))
+        q = self.config.questions
+        self.worker = await stack.enter_async_context(
+            ModelWorker(
+                engine,
+                question_slots=q.queue_size,
+                chunk_slots=self.config.ingest.queue_chunks,
+                max_batch_chunks=self.config.ingest.max_batch_chunks,
+                max_consecutive=q.max_consecutive,
+            )
+        )
+        self.link = MqttLink(self.config.mqtt)
+        await self.link.__aenter__()
+        stack.push_async_callback(self.link.close, stopped=False)  # a crash leaves `offline`
+        self.questions = QuestionService(
+            worker=self.worker,
+            memory=self.memory,
+            streams=self.known_streams,
+            limits=q,
+            metrics=self.metrics,
+            model_name=self.config.model.name,
+        )
+        if self.config.http.enabled:
+            server = HealthServer(
+                self.config.http.host,
+                self.config.http.port,
+                metrics=self._render_metrics,
+                ready=self._readiness,
+            )
+            self.http = await stack.enter_async_context(server)
+
+    async def _serve(self, until: Callable[[AgentApp], Awaitable[None]] | None) -> BaseException | None:
+        """Wait for `stop()` or for `until(app)` to end; returns the error `until` raised, if any."""
+        waiters = [asyncio.create_task(self._stop.wait())]
+        if until is not None:
+            waiters.append(asyncio.create_task(until(self)))
+        done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
 
     async def _shutdown(
         self, ingest: list[asyncio.Task[None]], dispatcher: asyncio.Task[None], status: asyncio.Task[None]
