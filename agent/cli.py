@@ -14,6 +14,9 @@ COMMAND_MODULES = (
     "agent.commands.synth",
     "agent.commands.serve",
     "agent.commands.demo",
+    "agent.commands.toy",
+    "agent.commands.calibrate",
+    "agent.commands.bench",
     "agent.commands.eval",
 )
 

@@ -38,7 +38,7 @@ class DemoWorld:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `demo` subcommand."""
     p = subparsers.add_parser("demo", help="run the agent end to end on a generated recording")
-    p.add_argument("--seconds", type=float, default=40.0, help="length of the recording (media seconds)")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of the recording (media seconds)")
     p.add_argument("--needles", type=int, default=4, help="needle events in the recording")
     p.add_argument("--seed", type=int, default=7, help="seed of the recording")
     p.add_argument("--model", default="toy", help="model to answer with (default: the bundled toy)")

@@ -1,0 +1,1 @@
+"""The toy model's data, training driver, evaluation, calibration and needle benchmark (`streams.synth`)."""

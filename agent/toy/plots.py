@@ -1,0 +1,63 @@
+"""PNG plots of calibration curves and needle-benchmark accuracy (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_calibration(
+    path: Path, curves: dict[str, list[float]], chosen: int, title: str, chance: float | None = None
+) -> Path:
+    """Per-layer needle metrics (one line each) with the chosen layer and chance marked; returns `path`."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    for name, values in curves.items():
+        ax.plot(range(len(values)), values, marker="o", label=name)
+    if chance is not None:
+        ax.axhline(chance, color="black", linestyle=":", linewidth=1, label=f"chance {chance:.2f}")
+    ax.axvline(chosen, color="grey", linestyle="--", linewidth=1, label=f"chosen layer {chosen}")
+    ax.set_xlabel("decoder layer")
+    ax.set_ylabel("fraction")
+    ax.set_ylim(0, 1.02)
+    ax.set_xticks(range(len(next(iter(curves.values())))))
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy(path: Path, results: list[dict[str, Any]], title: str) -> Path:
+    """Accuracy against frames (log scale), one line per method; returns `path`."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    for method in dict.fromkeys(r["method"] for r in results):
+        rows = sorted((r for r in results if r["method"] == method and r["n"]), key=lambda r: r["frames"])
+        ax.plot([r["frames"] for r in rows], [r["accuracy"] for r in rows], marker="o", label=method)
+    ax.set_xscale("log", base=2)
+    frames = sorted({r["frames"] for r in results})
+    ax.set_xticks(frames, [str(f) for f in frames])
+    ax.set_xlabel("frames in the video")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

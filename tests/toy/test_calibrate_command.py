@@ -1,0 +1,97 @@
+"""`flexselect-agent calibrate-layer` sweeps every layer of any supported model and records the choice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.models import resolve_model
+from agent.toy.videos import WorldVideos, write_cases
+from flexselect.tiny import save_tiny
+
+
+def calibrate(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["calibrate-layer", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny("qwen2_5_vl", tmp_path_factory.mktemp("tiny") / "qwen2_5_vl")
+
+
+def test_a_tiny_random_model_gets_one_row_per_layer(tiny_qwen, tmp_path, capsys):
+    code, out, _ = calibrate(
+        capsys, "--model", str(tiny_qwen), "--count", "3", "--frames", "8", "--out", str(tmp_path)
+    )
+    rows = [line.split() for line in out.splitlines()[1:5]]
+    assert code == 0
+    assert [r[0] for r in rows] == ["0", "1", "2", "3"]
+    assert all(0.0 <= float(r[1]) <= 1.0 for r in rows)
+    assert (tmp_path / "calibration.png").stat().st_size > 0
+
+
+def test_json_reports_recall_top1_and_mass_per_layer(tiny_qwen, tmp_path, capsys):
+    code, out, _ = calibrate(
+        capsys, "--model", str(tiny_qwen), "--count", "2", "--frames", "8", "--out", str(tmp_path), "--json"
+    )
+    report = json.loads(out)
+    assert code == 0
+    assert report["layers"] == 4
+    assert [len(report[key]) for key in ("recall", "top1", "mass")] == [4, 4, 4]
+    assert report["k"] == 4  # one temporal patch of a 56 px frame: 2 x 2 tokens
+    assert report["samples"] == 2
+    assert json.loads((tmp_path / "calibration.json").read_text()) == report
+
+
+def test_set_default_writes_the_chosen_layer_into_the_checkpoint(tiny_qwen, tmp_path, capsys):
+    model = shutil.copytree(tiny_qwen, tmp_path / "model")
+    argv = ["--model", str(model), "--count", "2", "--frames", "8", "--out", str(tmp_path), "--set-default"]
+    code, out, _ = calibrate(capsys, *argv, "--json")
+    chosen = json.loads(out)["chosen"]
+    assert code == 0
+    assert json.loads((model / "config.json").read_text())["flexselect_reference_layer"] == chosen
+    assert json.loads((model / "flexselect.json").read_text())["reference_layer"] == chosen
+
+
+def test_user_videos_with_world_ground_truth_are_accepted(tiny_qwen, tmp_path, capsys):
+    cases = write_cases(tmp_path / "videos", WorldVideos(frames=8), count=2, seed=3, kinds=("color",))
+    videos = sorted({str(c.video) for c in cases})
+    code, out, _ = calibrate(
+        capsys,
+        "--model",
+        str(tiny_qwen),
+        "--videos",
+        *videos,
+        "--frames",
+        "8",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
+    assert code == 0
+    assert json.loads(out)["samples"] >= 2
+
+
+def test_a_video_without_ground_truth_is_a_usage_error(tiny_qwen, tmp_path, capsys):
+    video = tmp_path / "x.mp4"
+    video.write_bytes(b"")
+    code, _, err = calibrate(
+        capsys, "--model", str(tiny_qwen), "--videos", str(video), "--out", str(tmp_path)
+    )
+    assert code == 2
+    assert "has no ground truth" in err
+
+
+@pytest.mark.slow
+def test_the_toy_peaks_at_its_default_layer(tmp_path, capsys):
+    code, out, _ = calibrate(capsys, "--model", "toy", "--count", "16", "--out", str(tmp_path), "--json")
+    report = json.loads(out)
+    config = json.loads((Path(resolve_model("toy")) / "config.json").read_text())
+    assert code == 0
+    assert report["chosen"] == config["flexselect_reference_layer"]
