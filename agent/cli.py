@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "agent.commands.calibrate",
     "agent.commands.bench",
     "agent.commands.eval",
+    "agent.commands.selector",
 )
 
 

@@ -1,0 +1,36 @@
+"""FlexSelect-Lite for the agent: training data, recipes, the shipped toy selector and how to load one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flexselect.adapters import VideoLLMAdapter
+    from flexselect.lite import LiteSelector
+
+TOY_SELECTOR_DIR = Path(__file__).resolve().parent.parent / "assets" / "toy-selector"
+
+
+def resolve_selector(name: str | Path) -> Path:
+    """`toy` is the selector shipped for the toy model; anything else is a selector directory."""
+    return TOY_SELECTOR_DIR if str(name) == "toy" else Path(name)
+
+
+def load_selector_for(name: str | Path | None, model: str, adapter: VideoLLMAdapter) -> LiteSelector:
+    """Load selector `name` onto the adapter's device and check it reads this model's vision features.
+
+    `None` means the shipped toy selector when `model` is "toy".
+
+    Raises:
+        flexselect.lite.SelectorError: no selector named, a bad directory, or one for another family.
+    """
+    from flexselect.lite import LiteSelector, SelectorError, check_compatible
+
+    if name is None:
+        if model != "toy":
+            raise SelectorError("--scorer lite needs --selector DIR: a selector trained for this model")
+        name = "toy"
+    selector = LiteSelector.load(resolve_selector(name), device=adapter.device)
+    check_compatible(selector, adapter)
+    return selector

@@ -1,0 +1,254 @@
+"""Cached FlexSelect-Lite scoring for streams: the question-independent work is done once, at ingest.
+
+Visual tokens precede the question in a causal model, so their keys and values in every selector layer do
+not depend on the question. `SelectorCache.append` runs each chunk through the selector once, inside a
+group (`[prefix | chunk 1 | chunk 2 | ...]`, each chunk attending to the earlier ones), and keeps per-layer
+keys and values (keys only at the last layer). `score` then runs only the question's few tokens against
+each group's cache and returns a score for every cached token: the same numbers as a fresh selector pass
+over the same groups. `drop` evicts rows without recomputing the rest (kept rows keep their keys, computed
+when the dropped ones were still there), and `rebuild` recomputes everything from the kept tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from flexselect.lite.layers import LayerKV, cached_question_attention, decoder_layer, last_layer_keys
+from flexselect.lite.model import LiteSelector, SelectorError
+from flexselect.lite.positions import as_position_ids
+from flexselect.lite.tokens import PairedTokens
+from flexselect.ranking import aggregate
+from flexselect.types import Prompt, VisualTokens
+
+
+def _metadata(tokens: VisualTokens) -> VisualTokens:
+    """The layout fields of `tokens` without embeddings (what positions are computed from)."""
+    n = len(tokens)
+    return VisualTokens(
+        embeds=torch.empty(n, 0),
+        frame=tokens.frame,
+        time=tokens.time,
+        grid=tokens.grid,
+        kind=tokens.kind,
+        token_id=tokens.token_id,
+        seconds_per_step=tokens.seconds_per_step,
+    )
+
+
+@dataclass
+class CachedGroup:
+    """One scoring group: its kept tokens and the selector state over `[prefix | kept tokens]`."""
+
+    past: list[LayerKV]  # layers 0..N-2, keys and values
+    last: LayerKV  # the last layer, keys only
+    tokens: PairedTokens | None = None  # kept rows
+    offsets: torch.Tensor | None = None  # (rows, kept) position offsets from the span start
+    seen: VisualTokens | None = None  # layout of every row ever appended (positions never move)
+    extent: int = 0  # where the question starts, after every row ever appended
+    frames: set[int] = field(default_factory=set)
+
+    def __len__(self) -> int:
+        return 0 if self.tokens is None else len(self.tokens)
+
+
+class SelectorCache:
+    """Per-layer selector keys and values of one stream's visual tokens, in scoring groups.
+
+    Args:
+        selector: the trained selector.
+        prefix_ids: (P,) the prompt prefix every question of this stream uses (it opens every group).
+        max_group_tokens: visual tokens per group (whole frames; a frame never straddles groups).
+        max_group_frames: frames per group (the paper scores groups of 64 frames).
+    """
+
+    def __init__(
+        self,
+        selector: LiteSelector,
+        prefix_ids: torch.Tensor,
+        *,
+        max_group_tokens: int = 16384,
+        max_group_frames: int = 64,
+    ) -> None:
+        if max_group_tokens < 1 or max_group_frames < 1:
+            raise ValueError(
+                f"group limits must be positive, got {max_group_tokens} tokens, {max_group_frames} frames"
+            )
+        self.selector = selector.eval()
+        self.prefix_ids = prefix_ids.long().cpu()
+        self.max_group_tokens = max_group_tokens
+        self.max_group_frames = max_group_frames
+        self.groups: list[CachedGroup] = []
+
+    # ------------------------------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return sum(len(g) for g in self.groups)
+
+    @property
+    def tokens(self) -> PairedTokens | None:
+        """Every cached token in order (None when empty)."""
+        parts = [g.tokens for g in self.groups if g.tokens is not None and len(g)]
+        return PairedTokens.concat(parts) if parts else None  # type: ignore[arg-type]
+
+    def group_indices(self) -> list[torch.Tensor]:
+        """Indices into `tokens` of each group (for a per-group budget)."""
+        out, start = [], 0
+        for g in self.groups:
+            out.append(torch.arange(start, start + len(g)))
+            start += len(g)
+        return out
+
+    def nbytes(self) -> int:
+        """Bytes held by cached keys and values."""
+        total = 0
+        for g in self.groups:
+            for kv in [*g.past, g.last]:
+                total += kv.key.nbytes + (0 if kv.value is None else kv.value.nbytes)
+        return total
+
+    # ----------------------------------------------------------------------------------------- ingest
+    @torch.no_grad()
+    def append(self, chunk: PairedTokens) -> None:
+        """Run a chunk (whole frames, in time order) through the selector into the open group(s)."""
+        if not isinstance(chunk, PairedTokens):
+            raise SelectorError("SelectorCache.append needs PairedTokens (see flexselect.lite.encode_pair)")
+        if len(chunk) == 0:
+            return
+        frames, counts = torch.unique_consecutive(chunk.frame, return_counts=True)
+        start = piece_start = 0
+        pending: set[int] = set()  # frames of rows waiting to join the open group
+        for frame, count in zip(frames.tolist(), counts.tolist(), strict=True):
+            if count > self.max_group_tokens:
+                raise SelectorError(
+                    f"frame {frame} has {count} tokens; a group holds at most {self.max_group_tokens}"
+                )
+            group = self.groups[-1] if self.groups else None
+            if group is None or not self._fits(group, start - piece_start + count, pending | {frame}):
+                if start > piece_start:
+                    self._extend(self.groups[-1], chunk.select(torch.arange(piece_start, start)))
+                self.groups.append(self._open_group())
+                piece_start, pending = start, set()
+            pending.add(frame)
+            start += count
+        self._extend(self.groups[-1], chunk.select(torch.arange(piece_start, start)))
+
+    def _fits(self, group: CachedGroup, more_tokens: int, more_frames: set[int]) -> bool:
+        frames = len(group.frames | more_frames)
+        return len(group) + more_tokens <= self.max_group_tokens and frames <= self.max_group_frames
+
+    def _open_group(self) -> CachedGroup:
+        """A group holding only the prompt prefix."""
+        sel = self.selector
+        positions = as_position_ids(torch.arange(len(self.prefix_ids)).view(1, -1), mrope=sel.config.mrope)
+        h = sel.embed_ids(self.prefix_ids)[None]
+        cos, sin = sel.rope(positions, h)
+        past = []
+        for layer in sel.layers[:-1]:
+            h, kv = decoder_layer(layer, h, cos, sin)
+            past.append(kv)
+        return CachedGroup(past=past, last=last_layer_keys(sel.last, h, cos, sin))
+
+    def _extend(self, group: CachedGroup, piece: PairedTokens) -> None:
+        """Append `piece` to `group`: its rows attend to the group's cached rows and to themselves."""
+        sel = self.selector
+        p = len(self.prefix_ids)
+        seen = _metadata(piece) if group.seen is None else VisualTokens.concat([group.seen, _metadata(piece)])
+        offsets, extent = sel.offsets(seen)
+        new = offsets[:, -len(piece) :]  # earlier rows' offsets never change (prefix-stable layouts)
+        positions = as_position_ids(p + new, mrope=sel.config.mrope)
+        assert piece.lite is not None
+        h = piece.lite.to(sel.device, sel.dtype)[None]
+        cos, sin = sel.rope(positions, h)
+        for i, layer in enumerate(sel.layers[:-1]):
+            h, kv = decoder_layer(layer, h, cos, sin, group.past[i])
+            group.past[i] = group.past[i].cat(kv)
+        group.last = group.last.cat(last_layer_keys(sel.last, h, cos, sin))
+        group.tokens = piece if group.tokens is None else PairedTokens.concat([group.tokens, piece])
+        group.offsets = new if group.offsets is None else torch.cat([group.offsets, new], dim=1)
+        group.seen, group.extent = seen, extent
+        group.frames.update(piece.frame.tolist())
+
+    # ---------------------------------------------------------------------------------------- queries
+    @torch.no_grad()
+    def score(self, prompt: Prompt) -> torch.Tensor:
+        """(N,) float32 score of every cached token for the question in `prompt`."""
+        if not torch.equal(prompt.prefix_ids.long().cpu(), self.prefix_ids):
+            raise SelectorError(
+                "the prompt's prefix differs from the one this cache was built with; rebuild it"
+            )
+        if prompt.query_len == 0:
+            raise SelectorError("the prompt has no question tokens")
+        sel = self.selector
+        p, t = len(self.prefix_ids), prompt.query_len
+        question = sel.embed_ids(prompt.suffix_ids)[None]
+        scores = []
+        for group in self.groups:
+            if len(group) == 0:
+                continue
+            positions = as_position_ids(
+                (p + group.extent + torch.arange(t)).view(1, -1), mrope=sel.config.mrope
+            )
+            cos, sin = sel.rope(positions, question)
+            h = question
+            for i, layer in enumerate(sel.layers[:-1]):
+                h, _ = decoder_layer(layer, h, cos, sin, group.past[i])
+            probs = cached_question_attention(sel.last, h, cos, sin, group.last)  # (H, T, P + V + T)
+            scores.append(aggregate(probs[:, :, p : p + len(group)], sel.config.aggregation).float().cpu())
+        return torch.cat(scores) if scores else torch.empty(0)
+
+    # --------------------------------------------------------------------------------------- eviction
+    @torch.no_grad()
+    def drop(self, index: torch.Tensor) -> None:
+        """Evict cached tokens (indices into `tokens`); the rest keep their cached keys and values."""
+        total = len(self)
+        index = index.long().cpu()
+        if len(index) and (int(index.min()) < 0 or int(index.max()) >= total):
+            raise IndexError(f"drop index out of range for {total} cached tokens")
+        gone = torch.zeros(total, dtype=torch.bool)
+        gone[index] = True
+        p, start = len(self.prefix_ids), 0
+        kept_groups = []
+        for group in self.groups:
+            n = len(group)
+            keep = torch.nonzero(~gone[start : start + n]).flatten()
+            start += n
+            if len(keep) == n:
+                kept_groups.append(group)
+                continue
+            if len(keep) == 0:
+                continue
+            rows = torch.cat([torch.arange(p), p + keep])
+            group.past = [kv.keep(rows) for kv in group.past]
+            group.last = group.last.keep(rows)
+            assert group.tokens is not None and group.offsets is not None
+            group.tokens = group.tokens.select(keep)
+            group.offsets = group.offsets[:, keep]
+            kept_groups.append(group)
+        self.groups = kept_groups
+
+    def clear(self) -> None:
+        self.groups = []
+
+    def rebuild(self, tokens: PairedTokens | None = None) -> None:
+        """Recompute the cache from stored tokens (e.g. after a restart); default: the tokens it holds."""
+        tokens = self.tokens if tokens is None else tokens
+        self.clear()
+        if tokens is not None:
+            self.append(tokens)
+
+
+class StreamCaches:
+    """One `SelectorCache` per stream, created on first use."""
+
+    def __init__(self, selector: LiteSelector, prefix_ids: torch.Tensor, **limits: int) -> None:
+        self.selector, self.prefix_ids, self.limits = selector, prefix_ids, limits
+        self.caches: dict[str, SelectorCache] = {}
+
+    def __getitem__(self, stream: str) -> SelectorCache:
+        if stream not in self.caches:
+            self.caches[stream] = SelectorCache(self.selector, self.prefix_ids, **self.limits)
+        return self.caches[stream]
+
+    def forget(self, stream: str) -> None:
+        self.caches.pop(stream, None)

@@ -1,0 +1,113 @@
+"""Decoder math the selector runs itself, so a fresh pass and a cached pass share every operation.
+
+Each decoder layer is the transformers Qwen2 layer's own modules (norms, projections, MLP) driven by a
+small loop: new rows attend to cached keys and values of earlier rows plus themselves, causally. The last
+layer only needs its keys (the question's queries are scored against them), never values or an MLP.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from types import ModuleType
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention.bias import causal_lower_right
+
+
+@dataclass
+class LayerKV:
+    """Keys and values of some rows at one layer, after RoPE: each (1, kv_heads, S, head_dim)."""
+
+    key: torch.Tensor
+    value: torch.Tensor | None = None  # the last layer keeps keys only
+
+    def __len__(self) -> int:
+        return int(self.key.shape[2])
+
+    def cat(self, other: LayerKV) -> LayerKV:
+        value = None if self.value is None or other.value is None else torch.cat([self.value, other.value], 2)
+        return LayerKV(torch.cat([self.key, other.key], dim=2), value)
+
+    def keep(self, rows: torch.Tensor) -> LayerKV:
+        """Only `rows` (indices along the sequence)."""
+        rows = rows.to(self.key.device)
+        value = None if self.value is None else self.value.index_select(2, rows)
+        return LayerKV(self.key.index_select(2, rows), value)
+
+
+def rope_module(attn: nn.Module) -> ModuleType:
+    """The modeling module defining this attention's `apply_rotary_pos_emb` and `repeat_kv`."""
+    return sys.modules[type(attn).__module__]
+
+
+def project_qkv(
+    attn: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, want_q: bool, want_v: bool
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    """Q (1, H, n, d), K and V (1, Hkv, n, d) of normed rows `x` (1, n, D), with RoPE on Q and K."""
+    _, n, _ = x.shape
+    hd = attn.head_dim
+    rope = rope_module(attn)
+    k = attn.k_proj(x).view(1, n, -1, hd).transpose(1, 2)  # (1, Hkv, n, hd)
+    q = attn.q_proj(x).view(1, n, -1, hd).transpose(1, 2) if want_q else None  # (1, H, n, hd)
+    if q is not None:
+        q, k = rope.apply_rotary_pos_emb(q, k, cos, sin)
+    else:
+        _, k = rope.apply_rotary_pos_emb(k, k, cos, sin)
+    v = attn.v_proj(x).view(1, n, -1, hd).transpose(1, 2) if want_v else None
+    return q, k, v
+
+
+def decoder_layer(
+    layer: nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, past: LayerKV | None = None
+) -> tuple[torch.Tensor, LayerKV]:
+    """One Qwen2 decoder layer over new rows `h` (1, n, D) that follow the cached rows `past`.
+
+    Returns the layer's output (1, n, D) and the new rows' keys and values.
+    """
+    attn = layer.self_attn
+    x = layer.input_layernorm(h)
+    q, k, v = project_qkv(attn, x, cos, sin, want_q=True, want_v=True)
+    assert q is not None and v is not None
+    n = h.shape[1]
+    if past is None or len(past) == 0:
+        keys, values, mask, causal = k, v, None, True
+    else:
+        assert past.value is not None
+        keys, values = torch.cat([past.key, k], dim=2), torch.cat([past.value, v], dim=2)
+        mask, causal = causal_lower_right(n, keys.shape[2]), False  # all cached rows, then causal
+    out = F.scaled_dot_product_attention(
+        q, keys, values, attn_mask=mask, is_causal=causal, scale=attn.scaling, enable_gqa=True
+    )  # (1, H, n, hd)
+    h = h + attn.o_proj(out.transpose(1, 2).reshape(1, n, -1))
+    h = h + layer.mlp(layer.post_attention_layernorm(h))
+    return h, LayerKV(k, v)
+
+
+def last_layer_keys(layer: nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> LayerKV:
+    """Keys of rows `h` (1, n, D) entering the last layer: all a cached visual token ever needs there."""
+    _, k, _ = project_qkv(layer.self_attn, layer.input_layernorm(h), cos, sin, want_q=False, want_v=False)
+    return LayerKV(k)
+
+
+def cached_question_attention(
+    layer: nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, past: LayerKV
+) -> torch.Tensor:
+    """Softmax attention of question rows `h` (1, T, D) at the last layer over cached keys and themselves.
+
+    The recipe of `flexselect.ranking.question_attention`: float32 logits, causal among the question rows,
+    softmax over all keys. Returns (heads, T, S + T) probabilities.
+    """
+    attn = layer.self_attn
+    q, k, _ = project_qkv(attn, layer.input_layernorm(h), cos, sin, want_q=True, want_v=False)
+    assert q is not None
+    keys = rope_module(attn).repeat_kv(
+        torch.cat([past.key, k], dim=2), attn.num_key_value_groups
+    )  # (1, H, S+T, hd)
+    logits = (q.float() @ keys.float().transpose(-1, -2)) * attn.scaling  # (1, H, T, S+T)
+    t, s = q.shape[2], len(past)
+    future = torch.ones(t, t, dtype=torch.bool, device=h.device).triu(1)  # (T, T) question-to-later-question
+    logits[..., s:] = logits[..., s:].masked_fill(future, float("-inf"))
+    return logits.softmax(dim=-1)[0]
