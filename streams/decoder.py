@@ -7,6 +7,7 @@ and state changes through the `notify` callback, both of which schedule onto the
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 import threading
@@ -181,6 +182,7 @@ class DecodeWorker:
             for packet in self._read_backlog(container, stream):
                 if self._stop.is_set() or not self._on_packet(packet):
                     return
+        ticked = self.live  # a poll tick since the last tolerated echo; the backlog read may end on one
         while True:
             try:
                 for packet in container.demux(stream):
@@ -193,10 +195,24 @@ class DecodeWorker:
                 if self._stop.is_set():
                     return
                 self._check_stall()
+                ticked = True
             except (av.error.FFmpegError, OSError) as exc:
-                raise translate_av_error(exc, self.spec) from None
+                if not (ticked and self._is_tick_echo(exc)):
+                    raise translate_av_error(exc, self.spec) from None
+                ticked = False
+                self._check_stall()
         if not self.live:
             self._check_complete(stream)
+
+    def _is_tick_echo(self, exc: BaseException) -> bool:
+        """Whether `exc` is FFmpeg's RTSP demuxer answering an earlier poll tick, not a failure.
+
+        An RTSP-over-TCP read interrupted by a poll tick reports EIO on a later read while the
+        session goes on delivering every packet; a camera slower than 1 / POLL_S frames per second
+        would otherwise reconnect (and a replaying server restart its file) once per frame gap.
+        One EIO per tick is tolerated; a real failure repeats or ends the stream and is raised.
+        """
+        return self.live and isinstance(exc, OSError) and exc.errno == errno.EIO
 
     def _read_backlog(self, container: InputContainer, stream: av.VideoStream) -> list[av.Packet]:
         """Read the packets FFmpeg buffered while probing, up to the first that had to wait.
