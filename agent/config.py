@@ -44,7 +44,9 @@ class ModelSection(_Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", title="Weights dtype")
     scorer: Literal["reference", "none"] = Field("reference", title="Token scorer")
     layer: int | None = Field(None, ge=0, title="Reference layer; None: the model's default")
-    aggregation: Literal["max", "mean"] = Field("max", title="Reduction over heads and question tokens")
+    aggregation: Literal["max", "mean"] | None = Field(
+        None, title="Reduction over heads and question tokens; None: the model's default"
+    )
     budget: int | None = Field(None, ge=1, title="Visual tokens kept per answer; None: 32 frames' worth")
     max_frames_per_group: int = Field(64, ge=1, le=4096, title="Frames scored together")
     max_new_tokens: int = Field(32, ge=1, le=4096, title="Longest generated answer (tokens)")

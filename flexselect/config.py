@@ -39,7 +39,8 @@ class SelectionConfig:
     Attributes:
         budget: visual tokens kept for the answer (the paper: 32 frames' worth, ~7k).
         layer: reference decoder layer L (0-based); None means the model's default.
-        aggregation: how attention is reduced over heads and question tokens ("max" as published).
+        aggregation: how attention is reduced over heads and question tokens; None means the model's
+            default (its calibrated one, else "max" as published).
         grouping: "contiguous" frame groups (streaming) or "interleaved" (the paper's strided groups).
         max_frames_per_group: frames scored together (the paper uses 64).
         budget_mode: "global" top-K over all scores, or an equal "per_group" share (the paper).
@@ -47,7 +48,7 @@ class SelectionConfig:
 
     budget: int = 7040
     layer: int | None = None
-    aggregation: Aggregation = "max"
+    aggregation: Aggregation | None = None
     grouping: Grouping = "contiguous"
     max_frames_per_group: int = 64
     budget_mode: BudgetMode = "global"
@@ -57,7 +58,7 @@ class SelectionConfig:
             raise ValueError(f"budget must be at least 1 token, got {self.budget}")
         if self.layer is not None and self.layer < 0:
             raise ValueError(f"layer must be >= 0, got {self.layer}")
-        if self.aggregation not in ("max", "mean"):
+        if self.aggregation not in (None, "max", "mean"):
             raise ValueError(f"aggregation must be 'max' or 'mean', got {self.aggregation!r}")
         if self.grouping not in ("contiguous", "interleaved"):
             raise ValueError(f"grouping must be 'contiguous' or 'interleaved', got {self.grouping!r}")

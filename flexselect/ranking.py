@@ -85,13 +85,17 @@ class ReferenceScorer:
     name = "reference"
 
     def __init__(
-        self, adapter: VideoLLMAdapter, *, layer: int | None = None, aggregation: Aggregation = "max"
+        self,
+        adapter: VideoLLMAdapter,
+        *,
+        layer: int | None = None,
+        aggregation: Aggregation | None = None,
     ):
         self.adapter = adapter
         self.layer = adapter.default_layer() if layer is None else layer
         if not 0 <= self.layer < adapter.num_layers:
             raise ValueError(f"reference layer {self.layer} is outside 0..{adapter.num_layers - 1}")
-        self.aggregation = aggregation
+        self.aggregation: Aggregation = aggregation or adapter.default_aggregation()
 
     def score(self, prompt: Prompt, tokens: VisualTokens) -> torch.Tensor:
         """One score per token of `tokens`, scored together as one group with compact positions."""

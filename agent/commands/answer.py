@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=int, default=None, help="visual tokens kept (default: 32 frames' worth)")
     p.add_argument("--scorer", choices=("reference", "none"), default="reference")
     p.add_argument("--layer", type=int, default=None, help="reference layer (default: the model's)")
-    p.add_argument("--aggregation", choices=("max", "mean"), default="max")
+    p.add_argument(
+        "--aggregation", choices=("max", "mean"), default=None, help="(default: the model's, else max)"
+    )
     p.add_argument("--grouping", choices=("contiguous", "interleaved"), default="contiguous")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")

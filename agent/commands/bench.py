@@ -85,7 +85,7 @@ def run_needle(args: argparse.Namespace) -> int:
     from agent.commands.toy import parse_kinds
     from agent.toy.bench import BENCH_SEED, PLANNED, needle_bench, tokens_per_frame
     from agent.toy.calibration import natural_frame_side
-    from agent.toy.card import reference_layer, shipped_kinds
+    from agent.toy.card import shipped_kinds
     from agent.toy.plots import plot_accuracy
     from flexselect.adapters import AdapterError, load_adapter
 
@@ -100,7 +100,7 @@ def run_needle(args: argparse.Namespace) -> int:
         adapter = load_adapter(path, device=device)
     except (AdapterError, OSError, ValueError) as exc:
         raise UsageError(f"cannot load model {args.model!r}: {str(exc).splitlines()[0]}") from exc
-    layer = args.layer if args.layer is not None else reference_layer(adapter)
+    layer = args.layer if args.layer is not None else adapter.default_layer()  # the calibrated one if set
     if not 0 <= layer < adapter.num_layers:
         raise UsageError(f"--layer must be in 0..{adapter.num_layers - 1}, got {layer}")
     kinds = parse_kinds(args.kinds) if args.kinds else (shipped_kinds(path) or FALLBACK_KINDS)

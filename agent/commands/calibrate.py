@@ -13,6 +13,7 @@ from agent.models import resolve_model
 
 if TYPE_CHECKING:
     from agent.toy.calibration import Calibration
+    from flexselect.config import Aggregation
 
 DEFAULT_KINDS = ("color", "shape", "place")
 # Needles per world video: the question is about one (or, for count, some) of them, so a layer scores
@@ -41,7 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--kinds", default=None, help="question kinds asked (default: the model's, else color,shape,place)"
     )
     p.add_argument("--seed", type=int, default=500_000, help="world seed of the first video")
-    p.add_argument("--aggregation", choices=("max", "mean"), default="max")
+    p.add_argument(
+        "--aggregation",
+        choices=("max", "mean", "both"),
+        default="both",
+        help="reduction over heads and question tokens; both (default) sweeps each and keeps the better",
+    )
     p.add_argument("--out", type=Path, default=Path("calibration"), help="where the JSON and PNG go")
     p.add_argument(
         "--set-default",
@@ -91,19 +97,25 @@ def run(args: argparse.Namespace) -> int:
             frames = None
         if not cases:
             raise UsageError(f"no questions of kinds {','.join(kinds)} in the given videos")
+        aggregations: tuple[Aggregation, ...] = (
+            ("max", "mean") if args.aggregation == "both" else (args.aggregation,)
+        )
         try:
-            result = calibrate(adapter, cases, frames=frames, aggregation=args.aggregation)
+            results = {a: calibrate(adapter, cases, frames=frames, aggregation=a) for a in aggregations}
         except (AdapterError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
+    aggregation = choose_aggregation(results)
+    result = results[aggregation]
     report = {
         "model": args.model,
         "layers": adapter.num_layers,
-        "aggregation": args.aggregation,
+        "aggregation": aggregation,
         **result.to_dict(),
+        "by_aggregation": {a: r.to_dict() for a, r in results.items()},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
-    title = f"{args.model}: needle recall per decoder layer ({result.samples} videos)"
+    title = f"{args.model}: needle recall per decoder layer, {aggregation} ({result.samples} videos)"
     curves = {
         f"recall@{result.k} (needle frames)": result.recall,
         "recall@|needle| (needle tokens)": result.recall_needle,
@@ -112,18 +124,33 @@ def run(args: argparse.Namespace) -> int:
     }
     plot_calibration(args.out / "calibration.png", curves, result.chosen, title, chance=result.chance)
     if args.set_default:
-        set_reference_layer(path, result.chosen)
-    print(json.dumps(report) if args.json else table(result, args.out))
+        set_reference_layer(path, result.chosen, aggregation=aggregation)
+    print(json.dumps(report) if args.json else table(results, aggregation, args.out))
     return 0
 
 
-def table(result: Calibration, out: Path) -> str:
-    """Per-layer rows with the chosen layer marked."""
-    lines = [f"{'layer':>5} {'recall@' + str(result.k):>10} {'recall@needle':>14} {'top-1':>7} {'mass':>7}"]
-    rows = zip(result.recall, result.recall_needle, result.top1, result.mass, strict=True)
-    for i, (r, rn, t, m) in enumerate(rows):
-        mark = "  <- chosen" if i == result.chosen else ""
-        lines.append(f"{i:>5} {r:>10.3f} {rn:>14.3f} {t:>7.3f} {m:>7.3f}{mark}")
+def choose_aggregation(results: dict[Aggregation, Calibration]) -> Aggregation:
+    """The aggregation whose chosen layer scores best, by the same keys that choose a layer."""
+
+    def key(a: Aggregation) -> tuple[float, float, float]:
+        r = results[a]
+        i = r.chosen
+        return (round(r.recall_needle[i], 4), round(r.top1[i], 4), r.mass[i])
+
+    return max(results, key=key)  # ties keep the first, "max" (the published default)
+
+
+def table(results: dict[Aggregation, Calibration], chosen: Aggregation, out: Path) -> str:
+    """Per-layer rows of each aggregation with the chosen layer marked."""
+    lines: list[str] = []
+    for aggregation, result in results.items():
+        k = "recall@" + str(result.k)
+        lines.append(f"{aggregation:>5} {'layer':>5} {k:>10} {'recall@needle':>14} {'top-1':>7} {'mass':>7}")
+        rows = zip(result.recall, result.recall_needle, result.top1, result.mass, strict=True)
+        for i, (r, rn, t, m) in enumerate(rows):
+            mark = "  <- chosen" if aggregation == chosen and i == result.chosen else ""
+            lines.append(f"{'':>5} {i:>5} {r:>10.3f} {rn:>14.3f} {t:>7.3f} {m:>7.3f}{mark}")
+    result = results[chosen]
     lines.append(
         f"chance {result.chance:.3f}; {result.samples} needle videos ({result.skipped} skipped); "
         f"wrote {out / 'calibration.json'} and {out / 'calibration.png'}"

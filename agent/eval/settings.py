@@ -55,7 +55,9 @@ class Selection(BaseModel):
 
     budget: int | None = Field(None, ge=1, description="visual tokens kept")
     layer: int | None = Field(None, ge=0, description="reference layer; None: the model's default")
-    aggregation: Literal["max", "mean"] = "max"
+    aggregation: Literal["max", "mean"] | None = Field(
+        None, description="reduction over heads and question tokens; None: the model's default"
+    )
     grouping: Literal["contiguous", "interleaved"] = "interleaved"
     max_frames_per_group: int = Field(64, ge=1)
     budget_mode: Literal["global", "per_group"] = "per_group"

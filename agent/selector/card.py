@@ -51,7 +51,8 @@ def write_model_card(
         "  of the last layer's question-to-visual attention",
         "",
         "## Training",
-        f"- teacher: the base model's reference layer {c.teacher_layer} (`ReferenceScorer`, max aggregation)",
+        f"- teacher: the base model's reference layer {c.teacher_layer} "
+        f"(`ReferenceScorer`, {c.aggregation} aggregation)",
         f"- data: {recipe['train_clips']} synthetic-world clips of {recipe['lengths']} frames "
         f"({recipe['size']} px), one question each;",
         f"  held-out: {recipe['heldout_clips']} clips of {recipe['heldout_frames']} frames",

@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from agent.models import resolve_model
 from agent.selector.data import ExampleSource, WorldClips
-from agent.toy.card import reference_layer
 from flexselect.adapters import VideoLLMAdapter
+from flexselect.config import Aggregation
 from flexselect.lite import QWEN2_5_0_5B, QWEN2_5_0_5B_1D, DecoderShape, LiteSelector, encode_with_features
 from flexselect.lite.config import MROPE_FAMILIES
 from flexselect.ranking import ReferenceScorer
@@ -118,9 +118,11 @@ def fingerprint(name: str) -> str | None:
     return digest.hexdigest()[:16]
 
 
-def teacher_for(adapter: VideoLLMAdapter, layer: int | None = None) -> ReferenceScorer:
-    """The training-free scorer at the checkpoint's calibrated layer (or `layer`)."""
-    return ReferenceScorer(adapter, layer=reference_layer(adapter) if layer is None else layer)
+def teacher_for(
+    adapter: VideoLLMAdapter, layer: int | None = None, aggregation: Aggregation | None = None
+) -> ReferenceScorer:
+    """The training-free scorer at the checkpoint's calibrated layer and aggregation (or those given)."""
+    return ReferenceScorer(adapter, layer=layer, aggregation=aggregation)
 
 
 def teacher_samples(
@@ -144,7 +146,10 @@ def teacher_samples(
     if cache is None:
         samples = [make(i) for i in range(len(source))]
     else:
-        store = TeacherStore(cache, {**key, "layer": teacher.layer, "source": source.describe()})
+        store = TeacherStore(
+            cache,
+            {**key, "layer": teacher.layer, "aggregation": teacher.aggregation, "source": source.describe()},
+        )
         bar.update(min(len(store), len(source)))
         samples = fill(store, len(source), make)
     bar.close()
@@ -193,6 +198,7 @@ def train_selector(
         decoder_for(recipe.preset, adapter),
         base_model=model_name,
         teacher_layer=teacher.layer,
+        aggregation=teacher.aggregation,
         extra={"base_weights": key["weights"]},
     ).to(adapter.device)
 
@@ -282,7 +288,7 @@ def evaluate_selector(
     `k=None` takes one frame's worth of tokens (a temporal patch for Qwen): the K of the paper's Recall@K and
     of `flexselect-agent calibrate`. Recall at every K of `RECALL_KS` is returned too (`recall_by_k`).
     """
-    teacher = teacher_for(adapter, selector.config.teacher_layer)
+    teacher = teacher_for(adapter, selector.config.teacher_layer, selector.config.aggregation)
     samples = teacher_samples(
         adapter,
         teacher,

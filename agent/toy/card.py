@@ -1,8 +1,8 @@
 """A checkpoint's FlexSelect card, `flexselect.json` beside config.json: shipped question kinds and layer.
 
 The toy model answers only the kinds it learned to 90 % held-out accuracy; demos and benchmarks read them
-from here. The calibrated reference layer is also written into config.json (`flexselect_reference_layer`)
-so the adapter can make it the model's default.
+from here. The calibrated reference layer and aggregation are also written into config.json
+(`flexselect_reference_layer`, `flexselect_aggregation`) so the adapter can make them the model's defaults.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 CARD_FILE = "flexselect.json"
 LAYER_KEY = "flexselect_reference_layer"
+AGGREGATION_KEY = "flexselect_aggregation"
 
 
 def read_card(directory: str | Path) -> dict[str, Any]:
@@ -35,16 +36,14 @@ def shipped_kinds(directory: str | Path) -> tuple[str, ...] | None:
     return tuple(kinds) if kinds else None
 
 
-def set_reference_layer(directory: str | Path, layer: int) -> None:
-    """Record a calibrated reference layer in config.json and in the card."""
+def set_reference_layer(directory: str | Path, layer: int, *, aggregation: str | None = None) -> None:
+    """Record a calibrated reference layer (and aggregation) in config.json and in the card."""
     config_path = Path(directory) / "config.json"
     config = json.loads(config_path.read_text())
     config[LAYER_KEY] = layer
+    fields: dict[str, Any] = {"reference_layer": layer}
+    if aggregation is not None:
+        config[AGGREGATION_KEY] = aggregation
+        fields["aggregation"] = aggregation
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    write_card(directory, reference_layer=layer)
-
-
-def reference_layer(adapter: Any) -> int:
-    """The checkpoint's calibrated layer (config `flexselect_reference_layer`), else the adapter default."""
-    layer = getattr(adapter.config, LAYER_KEY, None)
-    return int(layer) if layer is not None else int(adapter.default_layer())
+    write_card(directory, **fields)

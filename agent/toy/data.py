@@ -43,10 +43,6 @@ class ToyDataConfig:
             further apart in time than 1 / fps.
         drop_prob, min_keep: how often visual tokens are dropped, keeping a fraction drawn log-uniformly
             from [min_keep, 1] of the non-evidence tokens.
-        salient_prob: the share of drops that look like a FlexSelect selection rather than a random one:
-            the evidence, most tokens of the other needles and only a few background tokens. Then neither
-            the number nor the spread of the kept tokens tells where the evidence lies in time; only
-            their positions do.
         max_needles, needle_frames, distractors: passed to `ClipSampler`.
         curriculum: (first step, most needles) pairs: from that training step on, clips hold at most that
             many needles (never more than `max_needles`). One needle teaches where to look; more needles
@@ -64,7 +60,6 @@ class ToyDataConfig:
     max_stretch: float = 32.0
     drop_prob: float = 0.35
     min_keep: float = 0.02
-    salient_prob: float = 0.0
     max_needles: int = 4
     needle_frames: tuple[int, int] = (1, 4)
     distractors: tuple[int, int] = (1, 2)
@@ -194,13 +189,8 @@ class ToyData:
 
     def _keep_mask(self, rng: np.random.Generator, clip: Clip) -> np.ndarray:
         evidence = clip.token_mask(cell=CELL, temporal_patch=TEMPORAL_PATCH, evidence_only=True).ravel()
-        draw = rng.random(evidence.shape[0])
-        if self.config.salient_prob > 0 and rng.random() < self.config.salient_prob:
-            needles = clip.token_mask(cell=CELL, temporal_patch=TEMPORAL_PATCH).ravel()
-            background = math.exp(rng.uniform(math.log(self.config.min_keep / 4), math.log(0.2)))
-            return evidence | (needles & (draw < rng.uniform(0.5, 1.0))) | (draw < background)
         fraction = math.exp(rng.uniform(math.log(self.config.min_keep), 0.0))
-        return evidence | (draw < fraction)
+        return evidence | (rng.random(evidence.shape[0]) < fraction)
 
     def batch_at(self, step: int) -> ToyBatch:
         """The training batch of `step`: one clip length, augmented, keyed by (seed, step)."""

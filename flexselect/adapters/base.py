@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForImageTextToText, AutoProcessor, DynamicCache, PreTrainedModel
 
-from flexselect.config import default_reference_layer
+from flexselect.config import Aggregation, default_reference_layer
 from flexselect.types import Answer, Prompt, Sequence, TokenKind, VisualTokens
 
 
@@ -117,6 +117,15 @@ class VideoLLMAdapter(ABC):
         if calibrated is not None:
             return int(calibrated)
         return default_reference_layer(self.config.model_type, self.num_layers)
+
+    def default_aggregation(self) -> Aggregation:
+        """The reduction over heads and question tokens used when none is configured: the checkpoint's
+        calibrated one (`flexselect_aggregation` in its config.json, written by `calibrate-layer`), else
+        "max", as the published code does."""
+        calibrated = getattr(self.config, "flexselect_aggregation", None)
+        if calibrated not in (None, "max", "mean"):
+            raise ValueError(f"flexselect_aggregation must be 'max' or 'mean', got {calibrated!r}")
+        return calibrated or "max"
 
     def attention_module(self, layer: int) -> nn.Module:
         return self.text_model.layers[layer].self_attn

@@ -63,7 +63,7 @@ def test_flags_override_the_preset_and_frames_replace_fps():
     )
     assert settings.model == "/ckpt"
     assert settings.sampling == Sampling(frames=64, max_frames=512)
-    assert settings.selection == Selection(budget=100, layer=19)
+    assert settings.selection == Selection(budget=100, layer=19, aggregation="max")
     assert settings.scorer == "none"
 
 
@@ -72,7 +72,8 @@ def test_without_preset_the_defaults_are_the_papers_selection_over_64_frames():
         benchmark="mlvu", preset=None, preset_name=None, overrides={"model": "m"}, default_max_new_tokens=16
     )
     assert settings.sampling.frames == 64
-    assert settings.selection == Selection(grouping="interleaved", budget_mode="per_group", aggregation="max")
+    assert settings.selection == Selection(grouping="interleaved", budget_mode="per_group")
+    assert settings.selection.aggregation is None  # the model's own: max unless calibrated otherwise
     assert settings.max_new_tokens == 16
 
 

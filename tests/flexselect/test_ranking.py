@@ -83,3 +83,19 @@ def test_a_checkpoints_calibrated_layer_is_its_default(tmp_path):
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     assert load_adapter(tmp_path).default_layer() == 1
+
+
+def test_a_checkpoints_calibrated_aggregation_is_its_scorers_default(tmp_path):
+    from flexselect.adapters import load_adapter
+    from flexselect.tiny import build_tiny
+
+    model, processor = build_tiny("qwen2_5_vl")
+    processor.save_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    assert ReferenceScorer(load_adapter(tmp_path)).aggregation == "max"  # uncalibrated: as published
+    model.config.flexselect_aggregation = "mean"
+    model.save_pretrained(tmp_path)
+    adapter = load_adapter(tmp_path)
+    assert adapter.default_aggregation() == "mean"
+    assert ReferenceScorer(adapter).aggregation == "mean"
+    assert ReferenceScorer(adapter, aggregation="max").aggregation == "max"

@@ -53,10 +53,30 @@ def test_set_default_writes_the_chosen_layer_into_the_checkpoint(tiny_qwen, tmp_
     model = shutil.copytree(tiny_qwen, tmp_path / "model")
     argv = ["--model", str(model), "--count", "2", "--frames", "8", "--out", str(tmp_path), "--set-default"]
     code, out, _ = calibrate(capsys, *argv, "--json")
-    chosen = json.loads(out)["chosen"]
+    report = json.loads(out)
+    config = json.loads((model / "config.json").read_text())
+    card = json.loads((model / "flexselect.json").read_text())
     assert code == 0
-    assert json.loads((model / "config.json").read_text())["flexselect_reference_layer"] == chosen
-    assert json.loads((model / "flexselect.json").read_text())["reference_layer"] == chosen
+    assert config["flexselect_reference_layer"] == card["reference_layer"] == report["chosen"]
+    assert config["flexselect_aggregation"] == card["aggregation"] == report["aggregation"]
+
+
+def test_both_aggregations_are_swept_and_the_report_names_the_one_chosen(tiny_qwen, tmp_path, capsys):
+    argv = ["--model", str(tiny_qwen), "--count", "2", "--frames", "8", "--out", str(tmp_path), "--json"]
+    code, out, _ = calibrate(capsys, *argv)
+    report = json.loads(out)
+    assert code == 0
+    assert sorted(report["by_aggregation"]) == ["max", "mean"]
+    chosen = report["by_aggregation"][report["aggregation"]]
+    assert chosen["recall_needle"] == report["recall_needle"] and chosen["chosen"] == report["chosen"]
+
+
+def test_one_aggregation_can_be_forced(tiny_qwen, tmp_path, capsys):
+    argv = ["--model", str(tiny_qwen), "--count", "2", "--frames", "8", "--out", str(tmp_path), "--json"]
+    code, out, _ = calibrate(capsys, *argv, "--aggregation", "mean")
+    report = json.loads(out)
+    assert code == 0
+    assert report["aggregation"] == "mean" and list(report["by_aggregation"]) == ["mean"]
 
 
 def test_user_videos_with_world_ground_truth_are_accepted(tiny_qwen, tmp_path, capsys):
@@ -95,3 +115,4 @@ def test_the_toy_peaks_at_its_default_layer(tmp_path, capsys):
     config = json.loads((Path(resolve_model("toy")) / "config.json").read_text())
     assert code == 0
     assert report["chosen"] == config["flexselect_reference_layer"]
+    assert report["aggregation"] == config["flexselect_aggregation"]
