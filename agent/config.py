@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from agent.memory.config import MemoryConfig
 from agent.mqtt.config import MqttConfig
@@ -42,7 +50,15 @@ class ModelSection(_Section):
     name: str = Field("toy", min_length=1, title="Hub id, local checkpoint directory, or 'toy'")
     device: str | None = Field(None, title="cuda, cuda:N or cpu; None picks cuda when available")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", title="Weights dtype")
-    scorer: Literal["reference", "none"] = Field("reference", title="Token scorer")
+    scorer: Literal["reference", "lite", "none"] = Field(
+        "reference", title="Token scorer: FlexSelect's reference layer, the FlexSelect-Lite selector, or none"
+    )
+    selector: str | None = Field(
+        None,
+        min_length=1,
+        title="FlexSelect-Lite selector directory, or 'toy' (the shipped one); None: 'toy' for the toy model",
+        validate_default=True,
+    )
     layer: int | None = Field(None, ge=0, title="Reference layer; None: the model's default")
     aggregation: Literal["max", "mean"] | None = Field(
         None, title="Reduction over heads and question tokens; None: the model's default"
@@ -50,6 +66,22 @@ class ModelSection(_Section):
     budget: int | None = Field(None, ge=1, title="Visual tokens kept per answer; None: 32 frames' worth")
     max_frames_per_group: int = Field(64, ge=1, le=4096, title="Frames scored together")
     max_new_tokens: int = Field(32, ge=1, le=4096, title="Longest generated answer (tokens)")
+
+    @field_validator("selector")
+    @classmethod
+    def _check_selector(cls, selector: str | None, info: ValidationInfo) -> str | None:
+        scorer, name = info.data.get("scorer"), info.data.get("name")
+        if selector is not None and scorer != "lite":
+            raise ValueError(
+                f"a selector is only used with model.scorer 'lite' (model.scorer is {scorer!r}); "
+                "set model.scorer: lite or remove model.selector"
+            )
+        if scorer == "lite" and selector is None and name != "toy":
+            raise ValueError(
+                f"model.scorer 'lite' with model {name!r} needs a selector trained for it (a directory "
+                "written by `flexselect-agent selector train`); only the toy model ships one"
+            )
+        return selector
 
 
 class StreamSection(_Section):

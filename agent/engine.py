@@ -1,17 +1,26 @@
 """The model-side work of the agent, synchronous and single-threaded: encode chunks, score them for
-memory, and answer questions over retained tokens. Only the worker thread calls it."""
+memory, and answer questions over retained tokens. Only the worker thread calls it.
+
+With `model.scorer: lite` a FlexSelect-Lite selector scores instead of the reference layer: chunks are
+encoded as `PairedTokens` (the selector's own embeddings beside the base model's), the memory keeps both,
+and answers run the selector over the retained tokens.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-from agent.config import ModelSection
+from agent.config import ConfigError, ModelSection
+from agent.selector import load_selector_for
 from flexselect.adapters import VideoLLMAdapter
+from flexselect.budget import Scorer
 from flexselect.config import SelectionConfig
+from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorError, encode_pair
 from flexselect.pipeline import EvidenceSpan, FlexSelectPipeline, evidence_spans
 from flexselect.ranking import ReferenceScorer
 from flexselect.types import Prompt, VisualTokens
@@ -33,7 +42,8 @@ class ChunkInput:
 
 @dataclass
 class EncodedChunk:
-    """A chunk's visual tokens and their query-independent ingest attention."""
+    """A chunk's visual tokens (`PairedTokens` with the lite scorer) and their query-independent ingest
+    attention."""
 
     stream_id: str
     tokens: VisualTokens
@@ -58,16 +68,26 @@ class EngineAnswer:
 
 
 class Engine:
-    """Owns the adapter and scorer; every method runs on the worker thread only."""
+    """Owns the adapter and scorer (and the selector with `scorer: lite`); every method runs on the worker
+    thread only.
+
+    Raises:
+        ConfigError: with `scorer: lite`, the selector does not load or was not trained for this model.
+    """
 
     def __init__(self, adapter: VideoLLMAdapter, config: ModelSection, *, standing_prompts: list[str]):
         self.adapter = adapter
         self.config = config
-        self.scorer = (
-            ReferenceScorer(adapter, layer=config.layer, aggregation=config.aggregation)
-            if config.scorer == "reference"
-            else None
-        )
+        self.selector: LiteSelector | None = None
+        self.scorer: Scorer | None = None
+        if config.scorer == "reference":
+            self.scorer = ReferenceScorer(adapter, layer=config.layer, aggregation=config.aggregation)
+        elif config.scorer == "lite":
+            try:
+                self.selector = load_selector_for(config.selector, config.name, adapter)
+            except SelectorError as exc:
+                raise ConfigError(f"model.selector: {exc}") from exc
+            self.scorer = LiteScorer(self.selector)
         self._standing: list[Prompt] = []
         self.set_standing_prompts(standing_prompts)
         self.tokens_per_frame: float | None = None
@@ -81,20 +101,24 @@ class Engine:
         self._standing = [self.adapter.prompt(p) for p in dict.fromkeys(prompts)]
 
     def encode(self, chunk: ChunkInput) -> EncodedChunk:
-        """Vision tower and projector once, then the ingest attention of the standing prompts."""
-        tokens = self.adapter.encode(
-            chunk.frames,
-            chunk.times,
-            frame_offset=chunk.frame_offset,
-            time_origin=chunk.time_origin,
-            fps=chunk.fps,
-        )
+        """Vision tower and projector once (feeding the selector's projector too with `scorer: lite`), then
+        the ingest attention of the standing prompts."""
+        frames, times = chunk.frames, chunk.times
+        kwargs: dict[str, Any] = {
+            "frame_offset": chunk.frame_offset,
+            "time_origin": chunk.time_origin,
+            "fps": chunk.fps,
+        }
+        if self.selector is not None:
+            tokens: VisualTokens = encode_pair(self.selector, self.adapter, frames, times, **kwargs)
+        else:
+            tokens = self.adapter.encode(frames, times, **kwargs)
         if self.tokens_per_frame is None:
             self.tokens_per_frame = len(tokens) / len(tokens.frame_ids())  # per temporal step
         return EncodedChunk(chunk.stream_id, _to_cpu(tokens), self.ingest_attention(tokens))
 
     def ingest_attention(self, tokens: VisualTokens) -> torch.Tensor:
-        """Max over standing prompts of the reference scorer's attention (uniform without a scorer)."""
+        """Max over standing prompts of the scorer's attention (uniform without a scorer)."""
         if self.scorer is None or not self._standing:
             return torch.ones(len(tokens), dtype=torch.float32)
         scores = torch.stack([self.scorer.score(p, tokens).float().cpu() for p in self._standing])
@@ -110,8 +134,23 @@ class Engine:
     def answer(
         self, question: str, streams: list[tuple[str, VisualTokens]], budget: int | None
     ) -> EngineAnswer:
-        """Select from the retained tokens of `streams` (in the given order) and generate the answer."""
+        """Select from the retained tokens of `streams` (in the given order) and generate the answer.
+
+        Raises:
+            SelectorError: with `scorer: lite`, a stream's tokens were stored without selector embeddings.
+        """
+        if self.selector is not None:
+            plain = [sid for sid, tokens in streams if not isinstance(tokens, PairedTokens)]
+            if plain:
+                raise SelectorError(
+                    f"streams {plain} were stored without selector embeddings (by an agent with another "
+                    "model.scorer), so FlexSelect-Lite cannot score them; delete them from the memory or "
+                    "answer with model.scorer: reference"
+                )
         merged, stream_index = merge_streams([tokens for _, tokens in streams])
+        if self.selector is not None:
+            assert isinstance(merged, PairedTokens) and merged.lite is not None
+            merged = PairedTokens.pair(merged.base(), merged.lite.to(self.selector.device))
         config = SelectionConfig(
             budget=budget or self.default_budget(),
             layer=self.config.layer,
@@ -128,7 +167,11 @@ class Engine:
         for i, (stream_id, _) in enumerate(streams):
             mine = stream_index[keep] == i
             if bool(mine.any()):
-                spans = evidence_spans(merged.select(keep[mine]), None if scores is None else scores[mine])
+                spans = evidence_spans(
+                    merged.select(keep[mine]),
+                    None if scores is None else scores[mine],
+                    min_share=config.evidence_share,
+                )
                 evidence += [StreamEvidence(stream_id, span) for span in spans]
         evidence.sort(key=lambda e: e.span.score, reverse=True)
         return EngineAnswer(
@@ -144,10 +187,14 @@ def merge_streams(parts: list[VisualTokens]) -> tuple[VisualTokens, torch.Tensor
     """Lay several streams' tokens end to end as one video; returns it and each row's stream index.
 
     Frame and temporal-step indices of each later stream are shifted past the previous one (with a gap)
-    so frames never collide and evidence runs never join across streams.
+    so frames never collide and evidence runs never join across streams. `PairedTokens` stay paired (all
+    non-empty parts or none must be).
     """
     if not parts:
         raise ValueError("no streams to merge")
+    paired = {isinstance(tokens, PairedTokens) for tokens in parts if len(tokens)}
+    if len(paired) > 1:
+        raise ValueError("cannot merge streams with and without selector embeddings")
     shifted, index = [], []
     frame_base = step_base = 0
     for i, tokens in enumerate(parts):
@@ -168,15 +215,20 @@ def merge_streams(parts: list[VisualTokens]) -> tuple[VisualTokens, torch.Tensor
             deepstack=tokens.deepstack,
             seconds_per_step=tokens.seconds_per_step,
         )
+        if isinstance(tokens, PairedTokens):
+            assert tokens.lite is not None
+            moved = PairedTokens.pair(moved, tokens.lite)
         shifted.append(moved)
         index.append(torch.full((len(tokens),), i, dtype=torch.long))
         frame_base = int(moved.frame.max()) + 4  # a gap keeps evidence runs apart
         step_base = int(grid[:, 0].max()) + 2
-    return VisualTokens.concat(shifted), torch.cat(index)
+    concat = PairedTokens.concat if paired == {True} else VisualTokens.concat
+    return concat(shifted), torch.cat(index)
 
 
 def _to_cpu(tokens: VisualTokens) -> VisualTokens:
-    return VisualTokens(
+    """The tokens on the CPU for the memory, selector embeddings included (`PairedTokens` stay paired)."""
+    cpu = VisualTokens(
         embeds=tokens.embeds.detach().cpu(),
         frame=tokens.frame.cpu(),
         time=tokens.time.cpu(),
@@ -186,3 +238,7 @@ def _to_cpu(tokens: VisualTokens) -> VisualTokens:
         deepstack=None if tokens.deepstack is None else tokens.deepstack.detach().cpu(),
         seconds_per_step=tokens.seconds_per_step,
     )
+    if isinstance(tokens, PairedTokens):
+        assert tokens.lite is not None
+        return PairedTokens.pair(cpu, tokens.lite.detach().cpu())
+    return cpu

@@ -1,7 +1,7 @@
 """Streaming needle survival: does a small memory budget keep the rare events of an hour-long stream?
 
     python bench/memory_needle_survival.py [--model toy] [--hours 1] [--fps 1] [--needles 6]
-                                           [--budgets 0.05,0.2] [--out bench/results]
+                                           [--budgets 0.05,0.2] [--answer-budget N] [--out bench/results]
 
 A synthetic world (grid-aligned needle events in a textured haystack) is rendered frame by frame and
 streamed through the agent's ingest path: the model encodes each chunk, the standing prompt's attention
@@ -97,6 +97,9 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=56, help="frame side; the toy model's is 56")
     parser.add_argument("--budgets", default="0.05,0.2", help="memory budgets as fractions of all tokens")
     parser.add_argument("--kinds", default=None, help="question kinds to ask (default: all the world asks)")
+    parser.add_argument(
+        "--answer-budget", type=int, default=None, help="tokens kept per answer (default: the engine's)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -145,7 +148,7 @@ def main() -> None:
             survived = retained_fraction(retained, needle_tokens)
             correct = 0
             for q in questions:
-                answer = engine.answer(q.question, [("world", retained)], None)
+                answer = engine.answer(q.question, [("world", retained)], args.answer_budget)
                 correct += answer.text == q.answer
             rows.append(
                 {

@@ -44,6 +44,8 @@ class SelectionConfig:
         grouping: "contiguous" frame groups (streaming) or "interleaved" (the paper's strided groups).
         max_frames_per_group: frames scored together (the paper uses 64).
         budget_mode: "global" top-K over all scores, or an equal "per_group" share (the paper).
+        evidence_share: kept tokens scoring below this share of the best score are context, not evidence
+            (they still reach the model, but are not reported as where the answer was seen).
     """
 
     budget: int = 7040
@@ -52,6 +54,7 @@ class SelectionConfig:
     grouping: Grouping = "contiguous"
     max_frames_per_group: int = 64
     budget_mode: BudgetMode = "global"
+    evidence_share: float = 0.1
 
     def __post_init__(self) -> None:
         if self.budget < 1:
@@ -62,6 +65,8 @@ class SelectionConfig:
             raise ValueError(f"aggregation must be 'max' or 'mean', got {self.aggregation!r}")
         if self.grouping not in ("contiguous", "interleaved"):
             raise ValueError(f"grouping must be 'contiguous' or 'interleaved', got {self.grouping!r}")
+        if not 0.0 <= self.evidence_share <= 1.0:
+            raise ValueError(f"evidence_share must be in [0, 1], got {self.evidence_share}")
         if self.max_frames_per_group < 1:
             raise ValueError(f"max_frames_per_group must be >= 1, got {self.max_frames_per_group}")
         if self.budget_mode not in ("global", "per_group"):

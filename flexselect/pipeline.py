@@ -53,8 +53,19 @@ class _Timer:
         return out
 
 
-def evidence_spans(tokens: VisualTokens, scores: torch.Tensor | None = None) -> list[EvidenceSpan]:
-    """Group the frames present in `tokens` into runs of consecutive frames with their time spans."""
+def evidence_spans(
+    tokens: VisualTokens, scores: torch.Tensor | None = None, *, min_share: float = 0.0
+) -> list[EvidenceSpan]:
+    """Group the frames of the evidence tokens into runs of consecutive frames with their time spans.
+
+    With scores, the evidence is the tokens scoring at least `min_share` of the best score: a budget also
+    keeps context around what the question attends to, and that context is not where the answer was seen.
+    """
+    if scores is not None and len(tokens) and min_share > 0:
+        best = float(scores.max())
+        if best > 0:
+            strong = scores >= min_share * best
+            tokens, scores = tokens.select(strong.nonzero().squeeze(1)), scores[strong]
     if len(tokens) == 0:
         return []
     frames, inverse = torch.unique(tokens.frame, return_inverse=True)
@@ -123,7 +134,7 @@ class FlexSelectPipeline:
         prompt = self.adapter.prompt(question)
         selection: Selection | None = None
         keep: torch.Tensor | None = None
-        if self.scorer is not None and self.config.budget < len(tokens):
+        if self.scorer is not None:  # scored even when all fit: the scores say which tokens are evidence
             selection = timer.run(  # type: ignore[assignment]
                 "select",
                 lambda: select(
@@ -131,9 +142,10 @@ class FlexSelectPipeline:
                 ),
             )
             assert selection is not None
-            keep = selection.index
-        else:
-            timer.ms["select"] = 0.0
+            if len(selection.index) < len(tokens):
+                keep = selection.index
+        if keep is None:
+            timer.ms.setdefault("select", 0.0)
             needed = len(prompt.prefix_ids) + len(tokens) + len(prompt.suffix_ids)
             if needed > self.adapter.max_positions:
                 raise ValueError(
@@ -144,12 +156,14 @@ class FlexSelectPipeline:
         kept = tokens if keep is None else tokens.select(keep)
         generated = self.adapter.generate(seq, max_new_tokens=self.max_new_tokens)
         timings = {**timer.ms, **generated.timings_ms}
-        kept_scores = None if selection is None or keep is None else selection.scores[keep]
+        kept_scores = None
+        if selection is not None:
+            kept_scores = selection.scores if keep is None else selection.scores[keep]
         return AnswerResult(
             answer=generated.text,
             total_tokens=len(tokens),
             kept_tokens=len(kept),
-            evidence=evidence_spans(kept, kept_scores),
+            evidence=evidence_spans(kept, kept_scores, min_share=self.config.evidence_share),
             timings_ms=timings,
             selection=selection,
         )

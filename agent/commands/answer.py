@@ -13,6 +13,7 @@ from agent.models import resolve_model
 
 if TYPE_CHECKING:  # the model stack is imported when the command runs, not when the CLI starts
     from flexselect.adapters import VideoLLMAdapter
+    from flexselect.lite import LiteScorer
     from flexselect.pipeline import AnswerResult
 
 DEFAULT_FRAMES = 64
@@ -28,7 +29,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rate.add_argument("--frames", type=int, help=f"frames sampled uniformly (default {DEFAULT_FRAMES})")
     rate.add_argument("--fps", type=float, help="frames sampled per second of video instead of --frames")
     p.add_argument("--budget", type=int, default=None, help="visual tokens kept (default: 32 frames' worth)")
-    p.add_argument("--scorer", choices=("reference", "none"), default="reference")
+    p.add_argument(
+        "--scorer",
+        choices=("reference", "lite", "none"),
+        default="reference",
+        help="reference: the model's own layer (training-free); lite: a trained FlexSelect-Lite selector; "
+        "none: every token",
+    )
+    p.add_argument(
+        "--selector", default=None, help="selector directory for --scorer lite (default: the toy's)"
+    )
     p.add_argument("--layer", type=int, default=None, help="reference layer (default: the model's)")
     p.add_argument(
         "--aggregation", choices=("max", "mean"), default=None, help="(default: the model's, else max)"
@@ -52,6 +62,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     if not args.question.strip():
         raise UsageError("--question is empty")
+    if args.selector is not None and args.scorer != "lite":
+        raise UsageError("--selector is only used with --scorer lite")
     if not args.video.is_file():
         raise UsageError(f"video file not found: {args.video}")
 
@@ -69,6 +81,17 @@ def _load(args: argparse.Namespace) -> VideoLLMAdapter:
         return load_adapter(resolve_model(args.model), dtype=dtype, device=device)
     except (AdapterError, OSError, ValueError) as exc:
         raise UsageError(f"cannot load model {args.model!r}: {str(exc).splitlines()[0]}") from exc
+
+
+def _lite_scorer(args: argparse.Namespace, adapter: VideoLLMAdapter) -> LiteScorer:
+    from agent.selector import load_selector_for
+    from flexselect.lite import LiteScorer, SelectorError
+
+    try:
+        return LiteScorer(load_selector_for(args.selector, args.model, adapter))
+    except (SelectorError, OSError, ValueError) as exc:
+        what = f"cannot use selector {args.selector!r}: " if args.selector is not None else ""
+        raise UsageError(what + str(exc).splitlines()[0]) from exc
 
 
 def _decode(args: argparse.Namespace) -> tuple[Any, Any, float]:
@@ -89,22 +112,28 @@ def _decode(args: argparse.Namespace) -> tuple[Any, Any, float]:
 def run(args: argparse.Namespace) -> int:
     """Decode, encode, select and answer; print the answer (text or JSON)."""
     from flexselect.adapters import AdapterError
+    from flexselect.budget import Scorer
     from flexselect.config import SelectionConfig
+    from flexselect.lite import encode_pair
     from flexselect.pipeline import FlexSelectPipeline
     from flexselect.ranking import ReferenceScorer
 
     _check_args(args)
     frames, times, decode_ms = _decode(args)
     adapter = _load(args)
+    lite = _lite_scorer(args, adapter) if args.scorer == "lite" else None
     try:
         start = time.perf_counter()
-        tokens = adapter.encode(frames, times)
+        if lite is not None:  # the vision tower runs once for both models
+            tokens = encode_pair(lite.selector, adapter, frames, times)
+        else:
+            tokens = adapter.encode(frames, times)
         encode_ms = (time.perf_counter() - start) * 1e3
         budget = args.budget or default_budget(len(tokens), len(tokens.frame_ids()))
         config = SelectionConfig(
             budget=budget, layer=args.layer, aggregation=args.aggregation, grouping=args.grouping
         )
-        scorer = None
+        scorer: Scorer | None = lite
         if args.scorer == "reference":
             scorer = ReferenceScorer(adapter, layer=args.layer, aggregation=args.aggregation)
         pipeline = FlexSelectPipeline(adapter, scorer, config, max_new_tokens=args.max_new_tokens)

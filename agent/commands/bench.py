@@ -40,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", default=None, help="comma-separated methods (default: every available one)")
     p.add_argument("--layer", type=int, default=None, help="reference layer (default: the model's)")
     p.add_argument(
+        "--selector",
+        default=None,
+        help="FlexSelect-Lite selector directory for the lite method (default: the shipped one for 'toy')",
+    )
+    p.add_argument(
         "--kinds", default=None, help="question kinds (default: the model's, else color,place,count)"
     )
     p.add_argument(
@@ -64,18 +69,42 @@ def _frame_counts(text: str) -> list[int]:
     return counts
 
 
-def _methods(text: str | None) -> list[str]:
-    from agent.toy.bench import METHODS, PLANNED
+def _methods(text: str | None, unavailable: dict[str, str]) -> list[str]:
+    """The methods to run: named ones (each must be runnable), else every runnable one."""
+    from agent.toy.bench import METHODS
 
     if text is None:
-        return list(METHODS)
+        return [m for m in METHODS if m not in unavailable]
     names = [m.strip() for m in text.split(",") if m.strip()]
     for name in names:
-        if name in PLANNED:
-            raise UsageError(f"method {name!r} is not available: {PLANNED[name]}")
         if name not in METHODS:
             raise UsageError(f"unknown method {name!r}; choose from {','.join(METHODS)}")
+        if name in unavailable:
+            raise UsageError(f"method {name!r} is not available: {unavailable[name]}")
     return names
+
+
+def _selector(args: argparse.Namespace) -> tuple[Path | None, dict[str, str]]:
+    """The lite method's selector directory, or None with the reason it cannot run."""
+    from agent.selector import resolve_selector
+
+    name = args.selector or ("toy" if args.model == "toy" else None)
+    if name is None:
+        return None, {"lite": "no --selector given (a FlexSelect-Lite selector trained for this model)"}
+    directory = resolve_selector(name)
+    if not (directory / "selector.json").is_file():
+        return None, {"lite": f"no selector at {directory} (selector.json missing)"}
+    return directory, {}
+
+
+def _check_selector(directory: Path, adapter: Any) -> None:
+    """Fail before the benchmark starts when the selector cannot serve this model."""
+    from flexselect.lite import LiteSelector, SelectorError, check_compatible
+
+    try:
+        check_compatible(LiteSelector.load(directory), adapter)
+    except (SelectorError, OSError, ValueError) as exc:
+        raise UsageError(f"cannot use selector {directory}: {exc}") from exc
 
 
 def run_needle(args: argparse.Namespace) -> int:
@@ -83,13 +112,14 @@ def run_needle(args: argparse.Namespace) -> int:
     import torch
 
     from agent.commands.toy import parse_kinds
-    from agent.toy.bench import BENCH_SEED, PLANNED, needle_bench, tokens_per_frame
+    from agent.toy.bench import BENCH_SEED, needle_bench, tokens_per_frame
     from agent.toy.calibration import natural_frame_side
     from agent.toy.card import shipped_kinds
     from agent.toy.plots import plot_accuracy
     from flexselect.adapters import AdapterError, load_adapter
 
-    frame_counts, methods = _frame_counts(args.frames), _methods(args.methods)
+    selector, unavailable = _selector(args)
+    frame_counts, methods = _frame_counts(args.frames), _methods(args.methods, unavailable)
     if args.n < 1 or (args.budget is not None and args.budget < 1):
         raise UsageError("--n and --budget must be at least 1")
     if args.size is not None and (args.size < 56 or args.size % 28):
@@ -100,6 +130,8 @@ def run_needle(args: argparse.Namespace) -> int:
         adapter = load_adapter(path, device=device)
     except (AdapterError, OSError, ValueError) as exc:
         raise UsageError(f"cannot load model {args.model!r}: {str(exc).splitlines()[0]}") from exc
+    if "lite" in methods and selector is not None:
+        _check_selector(selector, adapter)
     layer = args.layer if args.layer is not None else adapter.default_layer()  # the calibrated one if set
     if not 0 <= layer < adapter.num_layers:
         raise UsageError(f"--layer must be in 0..{adapter.num_layers - 1}, got {layer}")
@@ -122,6 +154,7 @@ def run_needle(args: argparse.Namespace) -> int:
             videos=Path(tmp),
             size=size,
             seed=args.seed if args.seed is not None else BENCH_SEED,
+            selector=selector,
             progress=log,
         )
     report: dict[str, Any] = {
@@ -129,10 +162,12 @@ def run_needle(args: argparse.Namespace) -> int:
         "budget": budget,
         "budget_frames": budget_frames,
         "layer": layer,
+        "aggregation": adapter.default_aggregation(),
+        "selector": None if selector is None or "lite" not in methods else str(selector),
         "kinds": list(kinds),
         "size": size,
         "results": rows,
-        "omitted": {name: why for name, why in PLANNED.items() if name not in methods},
+        "omitted": unavailable,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "needle.json").write_text(json.dumps(report, indent=1) + "\n")

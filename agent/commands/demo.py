@@ -3,7 +3,8 @@
 It writes a synthetic recording with known needle events, starts an embedded MQTT broker, runs the
 agent (toy model, in-process memory) on the recording replayed as a live stream, asks the recording's
 questions over MQTT, and prints each answer beside the ground truth with its evidence times, ending with
-`correct: N/M`.
+`correct: N/M`. With the toy model, evidence is selected by FlexSelect-Lite with the selector shipped
+beside it (agent/assets/toy-selector); `--scorer reference` uses the model's reference layer instead.
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--needles", type=int, default=4, help="needle events in the recording")
     p.add_argument("--seed", type=int, default=7, help="seed of the recording")
     p.add_argument("--model", default="toy", help="model to answer with (default: the bundled toy)")
+    p.add_argument(
+        "--scorer",
+        choices=("reference", "lite"),
+        default=None,
+        help="token scorer (default: lite with the shipped selector for the toy model, else reference)",
+    )
+    p.add_argument(
+        "--selector", default=None, help="selector directory for --scorer lite (default: the toy model's)"
+    )
     p.add_argument("--kinds", default=None, help="question kinds to ask (default: the model's shipped kinds)")
     p.add_argument("--workdir", type=Path, default=None, help="where to write the recording (default: temp)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -50,12 +60,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate, serve, ask, compare; exit 0 when the demo ran (whatever the score)."""
+    from agent.config import ConfigError
+
     if args.seconds <= 0 or args.needles < 1:
         raise UsageError("--seconds must be positive and --needles at least 1")
+    scorer = choose_scorer(args.model, args.scorer, args.selector)
     with tempfile.TemporaryDirectory(prefix="flexselect-demo-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        report = asyncio.run(_demo(args, workdir))
+        try:
+            report = asyncio.run(_demo(args, workdir, scorer))
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps(report))
     else:
@@ -71,7 +87,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _demo(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def choose_scorer(model: str, scorer: str | None, selector: str | None) -> dict[str, str | None]:
+    """The demo's `model.scorer` and `model.selector`: lite with the shipped selector by default for the toy
+    model (or with the one given), reference otherwise; lite needs a selector directory that exists.
+
+    Raises:
+        UsageError: --selector without --scorer lite, or --scorer lite without an existing selector.
+    """
+    from agent.selector import resolve_selector
+
+    if scorer is None:
+        scorer = "lite" if selector is not None or model == "toy" else "reference"
+    if scorer != "lite":
+        if selector is not None:
+            raise UsageError("--selector is only used with --scorer lite")
+        return {"scorer": scorer, "selector": None}
+    if selector is None and model != "toy":
+        raise UsageError(
+            f"--scorer lite with --model {model} needs --selector DIR: a selector trained for it"
+        )
+    directory = resolve_selector(selector or "toy")
+    if not directory.is_dir():
+        raise UsageError(
+            f"--scorer lite: the selector directory {directory} does not exist"
+            + (" (the toy's shipped selector is missing; use --scorer reference)" if selector is None else "")
+        )
+    return {"scorer": "lite", "selector": selector}
+
+
+async def _demo(args: argparse.Namespace, workdir: Path, scorer: dict[str, str | None]) -> dict[str, Any]:
     from agent.app import AgentApp
     from agent.config import AgentConfig, StreamSection
     from agent.mqtt import MqttConfig
@@ -100,7 +144,7 @@ async def _demo(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         mqtt = MqttConfig(port=broker.port, prefix="flexselect-demo", protocol="3.1.1")
         config = AgentConfig.model_validate(
             {
-                "model": {"name": args.model},
+                "model": {"name": args.model, **scorer},
                 "streams": [
                     StreamSection(
                         id="demo",
@@ -124,6 +168,7 @@ async def _demo(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "correct": correct,
         "answers": rows,
         "seed": args.seed,
+        "scorer": scorer["scorer"],
     }
 
 

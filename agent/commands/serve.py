@@ -44,5 +44,8 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, app.stop)
         await app.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:  # found at start-up, e.g. a selector that does not load
+        raise UsageError(str(exc)) from None
     return 0

@@ -20,6 +20,7 @@ from agent.eval.scorers import make_scorer
 from agent.eval.settings import RunSettings
 from flexselect.adapters import AdapterError, VideoLLMAdapter, load_adapter
 from flexselect.config import SelectionConfig
+from flexselect.lite import LiteScorer, encode_pair
 from flexselect.pipeline import AnswerResult, FlexSelectPipeline
 from flexselect.types import VisualTokens
 from streams.errors import StreamError
@@ -104,7 +105,7 @@ class ModelSession:
             raise ItemFailure("video", f"cannot read video: {exc}") from None
         decoded = time.perf_counter()
         try:
-            tokens = self.adapter.encode(clip.frames, clip.times)
+            tokens = self._encode(clip.frames, clip.times)
         except (AdapterError, ValueError, RuntimeError) as exc:
             raise ItemFailure("model", f"cannot encode video: {_first_line(exc)}") from None
         if self.adapter.device.type == "cuda":
@@ -114,6 +115,12 @@ class ModelSession:
             path, clip.times, tokens, (decoded - start) * 1e3, (encoded - decoded) * 1e3
         )
         return self._last, False
+
+    def _encode(self, frames: np.ndarray, times: np.ndarray) -> VisualTokens:
+        """The base model's tokens; paired with the selector's embeddings when FlexSelect-Lite scores."""
+        if isinstance(self.scorer, LiteScorer):
+            return encode_pair(self.scorer.selector, self.adapter, frames, times)
+        return self.adapter.encode(frames, times)
 
     def answer(self, video: EncodedVideo, prompt: str) -> AnswerResult:
         """Select visual tokens for `prompt` under the budget and generate the answer.

@@ -1,13 +1,14 @@
 """The scorer factory: `--scorer none|reference|lite` to the object FlexSelect's selection calls.
 
 "none" answers over every visual token (the base model); "reference" is training-free FlexSelect at the
-model's reference layer; "lite" (the trained FlexSelect-Lite selector, `--selector DIR`) plugs in here
-once it exists and until then fails before any model is loaded.
+model's reference layer; "lite" is a trained FlexSelect-Lite selector (`--selector DIR`; the shipped one
+by default for the toy model), which needs the videos encoded with `flexselect.lite.encode_pair`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the model stack is imported when a run starts
@@ -38,22 +39,24 @@ def _reference(adapter: VideoLLMAdapter, settings: RunSettings) -> Scorer | None
 
 
 def _lite(adapter: VideoLLMAdapter, settings: RunSettings) -> Scorer | None:
-    raise ScorerUnavailable(LITE_UNAVAILABLE)
+    from agent.models import TOY_MODEL_DIR
+    from agent.selector import load_selector_for
+    from flexselect.lite import LiteScorer, SelectorError
+
+    model = "toy" if Path(settings.model).resolve() == TOY_MODEL_DIR.resolve() else settings.model
+    try:
+        return LiteScorer(load_selector_for(settings.selector, model, adapter))
+    except (SelectorError, OSError, ValueError) as exc:
+        raise ScorerUnavailable(f"--scorer lite: {str(exc).splitlines()[0]}") from None
 
 
-LITE_UNAVAILABLE = (
-    "--scorer lite is not available yet: loading a FlexSelect-Lite selector (--selector DIR) arrives in a "
-    "later issue; use --scorer reference or --scorer none"
-)
 SCORERS: dict[str, ScorerBuilder] = {"none": _none, "reference": _reference, "lite": _lite}
 
 
 def check_available(kind: str) -> None:
-    """Fail fast, before loading a model, for a scorer that cannot be built."""
+    """Fail fast, before loading a model, for a scorer name that does not exist."""
     if kind not in SCORERS:
         raise ScorerUnavailable(f"unknown scorer {kind!r}; choose one of {', '.join(SCORERS)}")
-    if SCORERS[kind] is _lite:
-        raise ScorerUnavailable(LITE_UNAVAILABLE)
 
 
 def make_scorer(adapter: VideoLLMAdapter, settings: RunSettings) -> Scorer | None:

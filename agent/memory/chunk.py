@@ -42,16 +42,43 @@ def check_stream_id(stream_id: str) -> str:
     return stream_id
 
 
+def lite_rows(tokens: VisualTokens) -> torch.Tensor | None:
+    """The selector's (N, d) embeddings of `PairedTokens` (`flexselect.lite`), None for plain tokens.
+
+    Read by attribute so that the memory never imports the selector package (and with it transformers).
+    """
+    lite = getattr(tokens, "lite", None)
+    return lite if isinstance(lite, torch.Tensor) else None
+
+
+def with_lite(tokens: VisualTokens, lite: torch.Tensor | None) -> VisualTokens:
+    """`tokens` paired with selector rows `lite` (a `PairedTokens`), or `tokens` itself if `lite` is None."""
+    if lite is None:
+        return tokens
+    from flexselect.lite.tokens import PairedTokens  # only streams that store selector rows pay the import
+
+    return PairedTokens.pair(tokens, lite)
+
+
+def concat_tokens(parts: list[VisualTokens]) -> VisualTokens:
+    """Concatenate one stream's tokens with their own class's `concat`, so `PairedTokens` keep `lite`."""
+    if not parts:
+        raise ValueError("concat_tokens needs at least one part")
+    return type(parts[0]).concat(parts)
+
+
 def to_cpu(tokens: VisualTokens, *, copy: bool) -> VisualTokens:
     """Contiguous CPU tensors with canonical metadata dtypes; `copy` guarantees no alias of the caller's.
 
-    Embeddings keep their dtype and bytes; integer metadata is widened losslessly, time goes to float64.
+    Embeddings (and selector rows) keep their dtype and bytes; integer metadata is widened losslessly,
+    time goes to float64.
     """
 
     def own(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         return t.detach().to("cpu", dtype, copy=copy).contiguous()
 
-    return VisualTokens(
+    lite = lite_rows(tokens)
+    cpu = VisualTokens(
         embeds=own(tokens.embeds),
         frame=own(tokens.frame, torch.int64),
         time=own(tokens.time, torch.float64),
@@ -61,13 +88,19 @@ def to_cpu(tokens: VisualTokens, *, copy: bool) -> VisualTokens:
         deepstack=None if tokens.deepstack is None else own(tokens.deepstack),
         seconds_per_step=float(tokens.seconds_per_step),
     )
+    return with_lite(cpu, None if lite is None else own(lite))
 
 
 def payload_bytes(tokens: VisualTokens) -> int:
-    """Bytes of the embedding (and deepstack) rows of `tokens`."""
-    per = tokens.embeds[0:1].numel() * tokens.embeds.element_size() if len(tokens) else 0
+    """Bytes of the embedding (and deepstack and selector) rows of `tokens`."""
+    if not len(tokens):
+        return 0
+    per = tokens.embeds[0:1].numel() * tokens.embeds.element_size()
     if tokens.deepstack is not None:
         per *= 1 + tokens.deepstack.shape[0]
+    lite = lite_rows(tokens)
+    if lite is not None:
+        per += lite[0:1].numel() * lite.element_size()
     return per * len(tokens)
 
 
@@ -85,6 +118,12 @@ def _check(tokens: VisualTokens, attention: torch.Tensor, config: RetentionConfi
     if tokens.deepstack is not None and tokens.deepstack.dtype != tokens.embeds.dtype:
         raise MemoryInputError(
             f"deepstack dtype {tokens.deepstack.dtype} differs from embeds {tokens.embeds.dtype}"
+        )
+    lite = lite_rows(tokens)
+    if lite is not None and (lite.dim() != 2 or lite.shape[0] != n or lite.dtype not in EMBED_DTYPES):
+        raise MemoryInputError(
+            f"selector rows (lite) must be ({n}, d) float32/bfloat16/float16, got {tuple(lite.shape)} "
+            f"{lite.dtype}"
         )
     if payload_bytes(tokens) > config.max_chunk_bytes:
         raise MemoryInputError(

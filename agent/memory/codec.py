@@ -3,7 +3,8 @@
 Header: magic `FSMc`, uint32 rows, uint32 record width, uint32 reserved (0).
 Record (packed, offsets in bytes): row u4 @0, time f8 @4, frame i8 @12, grid 3 x i8 @20, token_id i8 @44,
 attention f4 @52, redundancy f4 @56, retention f4 @60, kind i1 @64, embeds D x dtype @65, then deepstack
-L x D x dtype. The Redis scripts read `row`, `time` and `retention` at these offsets.
+L x D x dtype, then (streams of `PairedTokens`) the selector's row d x lite dtype. The Redis scripts read
+`row`, `time` and `retention` at these offsets.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agent.memory.chunk import EMBED_DTYPES, ScoredChunk
+from agent.memory.chunk import EMBED_DTYPES, ScoredChunk, lite_rows, with_lite
 from agent.memory.errors import CorruptEntryError
 from agent.memory.rows import Rows
 from flexselect.types import VisualTokens
@@ -51,17 +52,30 @@ META_DTYPE = np.dtype(
 
 @dataclass(frozen=True)
 class Layout:
-    """The fixed shape of a stream's records: embedding dtype and width, deepstack levels, step length."""
+    """The fixed shape of a stream's records: embedding dtype and width, deepstack levels, step length,
+    and the selector rows' dtype and width (`lite_dim` 0: plain `VisualTokens`, no selector rows)."""
 
     dtype: str
     dim: int
     levels: int
     seconds_per_step: float
+    lite_dtype: str | None = None
+    lite_dim: int = 0
+
+    @property
+    def embed_bytes(self) -> int:
+        """Bytes of one token's embedding row (deepstack rows excluded)."""
+        return self.dim * _TORCH_DTYPES[self.dtype].itemsize
+
+    @property
+    def lite_bytes(self) -> int:
+        """Bytes of one token's selector row (0 without one)."""
+        return self.lite_dim * _TORCH_DTYPES[self.lite_dtype].itemsize if self.lite_dtype else 0
 
     @property
     def row_bytes(self) -> int:
-        """Bytes of one token's embedding row (deepstack rows included)."""
-        return self.dim * _TORCH_DTYPES[self.dtype].itemsize * (1 + self.levels)
+        """Bytes of one token's embedding row (deepstack and selector rows included)."""
+        return self.embed_bytes * (1 + self.levels) + self.lite_bytes
 
     @property
     def width(self) -> int:
@@ -71,35 +85,53 @@ class Layout:
     @classmethod
     def of(cls, tokens: VisualTokens) -> Layout:
         levels = 0 if tokens.deepstack is None else int(tokens.deepstack.shape[0])
+        lite = lite_rows(tokens)
         return cls(
-            EMBED_DTYPES[tokens.embeds.dtype], int(tokens.embeds.shape[1]), levels, tokens.seconds_per_step
+            EMBED_DTYPES[tokens.embeds.dtype],
+            int(tokens.embeds.shape[1]),
+            levels,
+            tokens.seconds_per_step,
+            None if lite is None else EMBED_DTYPES[lite.dtype],
+            0 if lite is None else int(lite.shape[1]),
         )
 
     def encode(self) -> str:
-        return f"{self.dtype};{self.dim};{self.levels};{self.seconds_per_step!r}"
+        """`dtype;dim;levels;sps`, plus `;lite_dtype;lite_dim` with selector rows (plain ones unchanged)."""
+        text = f"{self.dtype};{self.dim};{self.levels};{self.seconds_per_step!r}"
+        return f"{text};{self.lite_dtype};{self.lite_dim}" if self.lite_dtype else text
 
     @classmethod
     def decode(cls, text: str) -> Layout:
         """Parse `encode()`'s output; CorruptEntryError on anything else."""
         try:
-            dtype, dim, levels, sps = text.split(";")
-            layout = cls(dtype, int(dim), int(levels), float(sps))
+            parts = text.split(";")
+            if len(parts) not in (4, 6):
+                raise ValueError(f"{len(parts)} fields")
+            dtype, dim, levels, sps = parts[:4]
+            lite_dtype, lite_dim = (parts[4], int(parts[5])) if len(parts) == 6 else (None, 0)
+            layout = cls(dtype, int(dim), int(levels), float(sps), lite_dtype, lite_dim)
         except ValueError as exc:
             raise CorruptEntryError(f"layout {text!r} does not parse") from exc
         if dtype not in _TORCH_DTYPES or layout.dim < 1 or layout.levels < 0:
             raise CorruptEntryError(f"layout {text!r} names an unknown dtype or a bad size")
+        if lite_dtype is not None and (lite_dtype not in _TORCH_DTYPES or lite_dim < 1):
+            raise CorruptEntryError(f"layout {text!r} names an unknown selector dtype or a bad width")
         return layout
 
     def describe(self) -> str:
-        return f"{self.dtype} x {self.dim}, {self.levels} deepstack levels, {self.seconds_per_step} s/step"
+        lite = f"selector rows {self.lite_dtype} x {self.lite_dim}" if self.lite_dtype else "no selector rows"
+        steps = f"{self.levels} deepstack levels, {self.seconds_per_step} s/step"
+        return f"{self.dtype} x {self.dim}, {steps}, {lite}"
 
 
 def record_dtype(layout: Layout) -> np.dtype:
     """The numpy structured dtype of one record (packed, little-endian)."""
-    emb = layout.dim * _TORCH_DTYPES[layout.dtype].itemsize
+    emb = layout.embed_bytes
     fields = [*_META_FIELDS, ("embeds", f"V{emb}", META_BYTES)]
     if layout.levels:
         fields.append(("deepstack", f"V{emb * layout.levels}", META_BYTES + emb))
+    if layout.lite_dtype:
+        fields.append(("lite", f"V{layout.lite_bytes}", META_BYTES + emb * (1 + layout.levels)))
     names, formats, offsets = zip(*fields, strict=True)
     return np.dtype(
         {"names": list(names), "formats": list(formats), "offsets": list(offsets), "itemsize": layout.width}
@@ -127,6 +159,9 @@ def encode_chunk(chunk: ScoredChunk) -> memoryview:
     rec["embeds"] = _raw(tokens.embeds, n)
     if tokens.deepstack is not None:
         rec["deepstack"] = _raw(tokens.deepstack.transpose(0, 1), n)  # (L, N, D) -> (N, L, D) rows
+    lite = lite_rows(tokens)
+    if lite is not None:
+        rec["lite"] = _raw(lite, n)
     return memoryview(buf)
 
 
@@ -182,16 +217,19 @@ def decode_parts(
     Returns:
         The live rows in part order, and how many came from each part.
     """
-    width, emb = layout.width, layout.dim * _TORCH_DTYPES[layout.dtype].itemsize
+    width, emb = layout.width, layout.embed_bytes
     views = [np.frombuffer(records, dtype=np.uint8).reshape(-1, width) for records, _ in parts]
     keeps = [_alive(view, dead) for view, (_, dead) in zip(views, parts, strict=True)]
     counts = [
         view.shape[0] if keep is None else keep.shape[0] for view, keep in zip(views, keeps, strict=True)
     ]
     n = sum(counts)
+    ends = META_BYTES + emb * (1 + layout.levels)  # where the deepstack rows end
     columns = [(0, META_BYTES), (META_BYTES, META_BYTES + emb)]
     if layout.levels:
-        columns.append((META_BYTES + emb, width))
+        columns.append((META_BYTES + emb, ends))
+    if layout.lite_dtype:
+        columns.append((ends, width))
     outputs = [np.empty((n, hi - lo), dtype=np.uint8) for lo, hi in columns]
     start = 0
     for view, keep, count in zip(views, keeps, counts, strict=True):
@@ -215,18 +253,19 @@ def _rows(outputs: list[np.ndarray], layout: Layout, n: int) -> Rows:
     def column(name: str) -> torch.Tensor:
         return torch.from_numpy(np.array(meta[name], copy=True, order="C"))
 
-    dtype = _TORCH_DTYPES[layout.dtype]
-
-    def embedding(raw: np.ndarray, *shape: int) -> torch.Tensor:
+    def embedding(raw: np.ndarray, name: str, *shape: int) -> torch.Tensor:
+        dtype = _TORCH_DTYPES[name]
         return torch.from_numpy(raw).view(dtype).reshape(shape) if n else torch.empty(shape, dtype=dtype)
 
-    deepstack = None
+    deepstack = lite = None
     if layout.levels:
         deepstack = (
-            embedding(outputs[2], n, layout.levels, layout.dim).transpose(0, 1).contiguous()
+            embedding(outputs[2], layout.dtype, n, layout.levels, layout.dim).transpose(0, 1).contiguous()
         )  # (L, N, D)
+    if layout.lite_dtype:
+        lite = embedding(outputs[-1], layout.lite_dtype, n, layout.lite_dim)
     tokens = VisualTokens(
-        embeds=embedding(outputs[1], n, layout.dim),
+        embeds=embedding(outputs[1], layout.dtype, n, layout.dim),
         frame=column("frame"),
         time=column("time"),
         grid=column("grid").reshape(n, 3),
@@ -236,5 +275,9 @@ def _rows(outputs: list[np.ndarray], layout: Layout, n: int) -> Rows:
         seconds_per_step=layout.seconds_per_step,
     )
     return Rows(
-        tokens, column("attention"), column("redundancy"), column("retention"), column("row").to(torch.int64)
+        with_lite(tokens, lite),
+        column("attention"),
+        column("redundancy"),
+        column("retention"),
+        column("row").to(torch.int64),
     )

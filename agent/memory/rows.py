@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from agent.memory.base import RetainedTokens
+from agent.memory.chunk import concat_tokens
 from flexselect.types import VisualTokens
 
 
@@ -37,7 +38,7 @@ class Rows:
     @staticmethod
     def concat(parts: list[Rows]) -> Rows:
         return Rows(
-            tokens=VisualTokens.concat([p.tokens for p in parts]),
+            tokens=concat_tokens([p.tokens for p in parts]),
             attention=torch.cat([p.attention for p in parts]),
             redundancy=torch.cat([p.redundancy for p in parts]),
             retention=torch.cat([p.retention for p in parts]),

@@ -12,6 +12,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from agent.memory.chunk import lite_rows, with_lite
 from agent.memory.codec import Layout
 from agent.memory.errors import CorruptEntryError
 from agent.memory.rows import Rows
@@ -54,6 +55,9 @@ def _tensors(i: int, stream: StreamSnapshot) -> dict[str, torch.Tensor]:
     out[f"s{i}.chunk"] = stream.chunk
     if stream.rows.tokens.deepstack is not None:
         out[f"s{i}.deepstack"] = stream.rows.tokens.deepstack
+    lite = lite_rows(stream.rows.tokens)
+    if lite is not None:
+        out[f"s{i}.lite"] = lite
     return {k: v.contiguous() for k, v in out.items()}
 
 
@@ -97,6 +101,7 @@ def _stream(header: dict, tensors: dict[str, torch.Tensor]) -> StreamSnapshot:
                 deepstack=mine.get("deepstack"),
                 seconds_per_step=layout.seconds_per_step,
             )
+            tokens = with_lite(tokens, mine.get("lite"))
             rows = Rows(tokens, mine["attention"], mine["redundancy"], mine["retention"], mine["row"])
             chunk = mine["chunk"]
         except (KeyError, ValueError) as exc:

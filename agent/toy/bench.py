@@ -1,7 +1,7 @@
 """The needle benchmark: accuracy and time of answering methods on held-out seeded needle videos.
 
-Methods form a table of factories, so a new selector (FlexSelect-Lite, `lite`) is one more entry. Every
-method answers through `FlexSelectPipeline`, from the same decoded frames, with a token budget.
+Methods form a table of factories (`lite`, FlexSelect-Lite, needs a selector directory). Every method
+answers through `FlexSelectPipeline`, from the same decoded frames, with a token budget.
 """
 
 from __future__ import annotations
@@ -32,13 +32,15 @@ BENCH_SEED = 900_000  # world seeds of the benchmark videos (training never sees
 
 @dataclass(frozen=True)
 class BenchContext:
-    """What a method may use: the model, the token budget (and its worth in frames), layer and seed."""
+    """What a method may use: the model, the token budget (and its worth in frames), layer, seed, and the
+    FlexSelect-Lite selector directory (None: `lite` cannot run)."""
 
     adapter: VideoLLMAdapter
     budget: int
     budget_frames: int
     layer: int
     seed: int
+    selector: Path | None = None
 
 
 class Method(Protocol):
@@ -76,15 +78,20 @@ def _pipeline(ctx: BenchContext, scorer: Any, budget: int) -> FlexSelectPipeline
     return FlexSelectPipeline(ctx.adapter, scorer, config, max_new_tokens=MAX_NEW_TOKENS)
 
 
+def _lite(ctx: BenchContext) -> Method:
+    from agent.selector.bench import lite_method
+
+    if ctx.selector is None:
+        raise ValueError("the lite method needs a selector directory")
+    return lite_method(ctx, ctx.selector, max_new_tokens=MAX_NEW_TOKENS)
+
+
 METHODS: dict[str, Callable[[BenchContext], Method]] = {
     "all": lambda ctx: _pipeline(ctx, None, ctx.adapter.max_positions),
     "uniform": lambda ctx: UniformFrames(_pipeline(ctx, None, ctx.adapter.max_positions), ctx.budget_frames),
     "random": lambda ctx: _pipeline(ctx, RandomScorer(ctx.seed), ctx.budget),
     "reference": lambda ctx: _pipeline(ctx, ReferenceScorer(ctx.adapter, layer=ctx.layer), ctx.budget),
-}
-# Methods the benchmark knows of but cannot run yet, with the reason printed beside the results.
-PLANNED: dict[str, str] = {
-    "lite": "FlexSelect-Lite is a later issue; no selector exists yet, so it is omitted"
+    "lite": _lite,
 }
 
 
@@ -132,10 +139,13 @@ def needle_bench(
     videos: Path,
     size: int,
     seed: int = BENCH_SEED,
+    selector: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows {method, frames, budget, accuracy, n, seconds, failed, by_kind} per frame count and method."""
-    ctx = BenchContext(adapter=adapter, budget=budget, budget_frames=budget_frames, layer=layer, seed=seed)
+    ctx = BenchContext(
+        adapter=adapter, budget=budget, budget_frames=budget_frames, layer=layer, seed=seed, selector=selector
+    )
     rows = []
     for frames in frame_counts:
         spec = WorldVideos(frames=frames, size=size)

@@ -47,6 +47,38 @@ def test_a_bad_value_names_its_key_path(tmp_path):
         load_config(write(tmp_path, text), env={})
 
 
+def test_the_lite_scorer_of_the_toy_model_needs_no_selector_named(tmp_path):
+    config = load_config(write(tmp_path, "model:\n  scorer: lite\n"), env={})
+    assert (config.model.name, config.model.scorer, config.model.selector) == ("toy", "lite", None)
+
+
+def test_the_lite_scorer_of_another_model_takes_its_selector_directory(tmp_path):
+    text = "model:\n  name: /models/qwen\n  scorer: lite\n  selector: /selectors/qwen\n"
+    config = load_config(write(tmp_path, text), env={})
+    assert (config.model.scorer, config.model.selector) == ("lite", "/selectors/qwen")
+
+
+def test_the_lite_scorer_of_another_model_without_a_selector_is_refused_with_its_key_path(tmp_path):
+    text = "model:\n  name: /models/qwen\n  scorer: lite\n"
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.selector: Value error, model\.scorer 'lite' with model '/models/qwen' needs a "
+        r"selector trained for it",
+    ):
+        load_config(write(tmp_path, text), env={})
+
+
+@pytest.mark.parametrize("scorer", ["reference", "none"])
+def test_a_selector_without_the_lite_scorer_is_refused_with_its_key_path(tmp_path, scorer):
+    text = f"model:\n  scorer: {scorer}\n  selector: toy\n"
+    with pytest.raises(
+        ConfigError,
+        match=rf"model\.selector: Value error, a selector is only used with model\.scorer 'lite' "
+        rf"\(model\.scorer is '{scorer}'\)",
+    ):
+        load_config(write(tmp_path, text), env={})
+
+
 def test_environment_overrides_nested_keys_and_list_items(tmp_path):
     text = "streams:\n  - id: cam1\n    uri: rtsp://cam/1\n"
     env = {"FLEXSELECT__MQTT__PORT": "1884", "FLEXSELECT__STREAMS__0__SOURCE__SAMPLE_FPS": "2.5"}

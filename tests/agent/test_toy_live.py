@@ -72,7 +72,7 @@ async def test_questions_about_an_rtsp_camera_are_answered_right_with_evidence_a
         server.kill()
     report = [
         (q.question, q.answer, r.get("answer"), q.evidence, r.get("evidence", [])[:1]) for q, r in replies
-    ]  # noqa: E501
+    ]
     right = [(q, r) for q, r in replies if r["ok"] and r["answer"] == q.answer]
     assert len(right) >= 0.8 * len(replies), report
     for q, reply in right:

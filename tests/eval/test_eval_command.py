@@ -227,17 +227,27 @@ def test_retry_errors_answers_an_item_once_its_video_exists(tmp_path, clips, che
     assert (summary["done"], summary["scored"], summary["errors"]) == (1, 1, 0)
 
 
-def test_lite_scorer_fails_in_one_line_before_loading_a_model(tmp_path, clips, capsys):
+def test_lite_scorer_without_a_selector_for_this_model_is_a_usage_error(tmp_path, clips, checkpoint, capsys):
     data = BUILDERS["lvbench"](tmp_path / "data", clips)
-    code, _, stderr = evaluate(
-        capsys, "lvbench", data, tmp_path / "out", tmp_path / "nomodel", "--scorer", "lite"
-    )
+    code, _, stderr = evaluate(capsys, "lvbench", data, tmp_path / "out", checkpoint, "--scorer", "lite")
     assert code == 2
-    assert stderr == (
-        "flexselect-agent eval: error: --scorer lite is not available yet: loading a FlexSelect-Lite "
-        "selector (--selector DIR) arrives in a later issue; use --scorer reference or --scorer none\n"
-    )
-    assert not (tmp_path / "out").exists()
+    prefix = f"flexselect-agent eval: error: cannot load model '{checkpoint}': --scorer lite: "
+    assert stderr.startswith(prefix)
+    assert "needs --selector DIR" in stderr
+
+
+def test_lite_scorer_answers_with_a_selector_for_the_model(tmp_path, clips, checkpoint, capsys):
+    from flexselect.adapters import load_adapter
+    from tests.selector.selector_helpers import tiny_selector
+
+    tiny_selector(load_adapter(checkpoint, dtype="float32")).save(tmp_path / "selector")
+    data = BUILDERS["lvbench"](tmp_path / "data", clips)
+    code, _, _ = evaluate(
+        capsys, "lvbench", data, tmp_path / "out", checkpoint, "--scorer", "lite", "--selector",
+        str(tmp_path / "selector"),
+    )  # fmt: skip
+    assert code == 0
+    assert [line["status"] for line in lines(tmp_path / "out")] == ["ok"] * ITEM_COUNTS["lvbench"]
 
 
 def test_a_directory_without_annotations_is_a_usage_error(tmp_path, checkpoint, capsys):

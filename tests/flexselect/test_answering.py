@@ -9,9 +9,10 @@ import torch
 from flexselect.adapters import load_adapter
 from flexselect.budget import select
 from flexselect.config import SelectionConfig
-from flexselect.pipeline import FlexSelectPipeline
+from flexselect.pipeline import FlexSelectPipeline, evidence_spans
 from flexselect.ranking import ReferenceScorer
 from flexselect.tiny import save_tiny
+from flexselect.types import VisualTokens
 
 QUESTION = "what color was the square that crossed the left side?"
 
@@ -147,3 +148,40 @@ def test_all_tokens_beyond_the_context_are_refused_without_a_scorer(tmp_path):
     pipeline = FlexSelectPipeline(adapter, None, SelectionConfig(budget=16))
     with pytest.raises(ValueError, match="exceed the model's 128 positions; use a scorer with a budget"):
         pipeline.answer_tokens(tokens, "what?")
+
+
+def _tokens(times: list[float]) -> VisualTokens:
+    n = len(times)
+    return VisualTokens(
+        embeds=torch.zeros(n, 2),
+        frame=torch.arange(n),
+        time=torch.tensor(times, dtype=torch.float64),
+        grid=torch.stack(
+            [torch.arange(n), torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)], 1
+        ),
+        kind=torch.zeros(n, dtype=torch.int8),
+        token_id=torch.zeros(n, dtype=torch.long),
+    )
+
+
+def test_evidence_is_the_kept_tokens_that_score_near_the_best_not_their_context():
+    tokens = _tokens([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    scores = torch.tensor([0.01, 0.9, 0.5, 0.02, 0.03, 0.2])
+    spans = evidence_spans(tokens, scores, min_share=0.1)
+    assert [(s.start, s.end, s.tokens, s.score) for s in spans] == [
+        (1.0, 2.0, 2, pytest.approx(0.9)),
+        (5.0, 5.0, 1, pytest.approx(0.2)),
+    ]
+    assert sum(s.tokens for s in evidence_spans(tokens, scores)) == 6  # min_share 0: every kept token
+
+
+def test_a_scorer_still_names_the_evidence_when_the_whole_video_fits_the_budget(adapter, clip):
+    config = SelectionConfig(budget=10_000, layer=1)
+    result = FlexSelectPipeline(adapter, ReferenceScorer(adapter, layer=1), config, max_new_tokens=1).answer(
+        clip.frames, clip.times, "what color?"
+    )
+    assert result.kept_tokens == result.total_tokens
+    assert result.selection is not None and len(result.selection.index) == result.total_tokens
+    best = float(result.selection.scores.max())
+    evidence = sum(s.tokens for s in result.evidence)
+    assert evidence == int((result.selection.scores >= 0.1 * best).sum())

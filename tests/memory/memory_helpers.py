@@ -9,12 +9,16 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redis
 import torch
 
 from agent.memory import TokenMemory
 from flexselect.types import TokenKind, VisualTokens
+
+if TYPE_CHECKING:
+    from flexselect.lite.tokens import PairedTokens
 
 MemoryFactory = Callable[..., TokenMemory]  # builds an unconnected memory of the test's backend
 REDIS_URL = os.environ.get("FSA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -57,6 +61,17 @@ def make_tokens(
             )
         )
     return VisualTokens.concat(parts)
+
+
+def make_paired(
+    frames: Sequence[int], *, lite_dim: int = 6, lite_dtype: torch.dtype = torch.float32, **kwargs: Any
+) -> PairedTokens:
+    """`make_tokens(frames, **kwargs)` with random selector rows (lite_dim wide) beside the embeddings."""
+    from flexselect.lite.tokens import PairedTokens  # lazily: writer processes import these helpers too
+
+    tokens = make_tokens(frames, **kwargs)
+    g = torch.Generator().manual_seed(int(kwargs.get("seed", 0)) * 7919 + frames[0])
+    return PairedTokens.pair(tokens, torch.randn(len(tokens), lite_dim, generator=g).to(lite_dtype))
 
 
 def ones(tokens: VisualTokens) -> torch.Tensor:

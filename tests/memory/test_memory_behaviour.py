@@ -16,8 +16,16 @@ from agent.memory import (
     MemoryState,
     RetentionConfig,
 )
+from flexselect.lite.tokens import PairedTokens
 from flexselect.types import VisualTokens
-from tests.memory.memory_helpers import REDIS_URL, MemoryFactory, check_consistency, make_tokens, ones
+from tests.memory.memory_helpers import (
+    REDIS_URL,
+    MemoryFactory,
+    check_consistency,
+    make_paired,
+    make_tokens,
+    ones,
+)
 
 # Scores equal to the given attention: no normalisation, no redundancy term.
 PLAIN = {"attention_norm": "none", "redundancy_weight": 0.0}
@@ -36,6 +44,11 @@ def assert_same_tokens(got: VisualTokens, want: VisualTokens) -> None:
     else:
         assert got.deepstack is not None and same_bytes(got.deepstack, want.deepstack)
     assert got.seconds_per_step == want.seconds_per_step
+    if isinstance(want, PairedTokens):
+        assert isinstance(got, PairedTokens) and got.lite is not None and want.lite is not None
+        assert same_bytes(got.lite, want.lite)
+    else:
+        assert not isinstance(got, PairedTokens)
 
 
 @pytest.mark.parametrize(
@@ -212,6 +225,81 @@ async def test_a_chunk_with_another_layout_is_rejected_and_stores_nothing(make_m
             await memory.append("cam1", make_tokens([1], dtype=torch.bfloat16), torch.ones(4))
         stats = await memory.stats("cam1")
     assert (stats.tokens, stats.streams["cam1"].chunks) == (4, 1)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "levels", "lite_dtype"),
+    [
+        (torch.float32, 0, torch.float32),
+        (torch.bfloat16, 2, torch.float32),
+        (torch.float16, 0, torch.bfloat16),
+    ],
+)
+async def test_paired_tokens_come_back_with_their_selector_rows_byte_identical_also_after_a_restart(
+    make_memory: MemoryFactory, dtype: torch.dtype, levels: int, lite_dtype: torch.dtype
+) -> None:
+    chunks = [
+        make_paired(
+            frames, dim=16, dtype=dtype, levels=levels, lite_dim=6, lite_dtype=lite_dtype, newline=True
+        )
+        for frames in ([0, 1], [2, 3])
+    ]
+    async with make_memory() as memory:
+        for chunk in chunks:
+            await memory.append("cam1", chunk, ones(chunk))
+        before = (await memory.read(["cam1"]))["cam1"]
+        stats = await memory.stats("cam1")
+    async with make_memory() as memory:  # local: from the snapshot; redis: a new client on the same keys
+        after = (await memory.read(["cam1"]))["cam1"]
+    want = PairedTokens.concat(chunks)  # type: ignore[arg-type]
+    assert_same_tokens(before.tokens, want)
+    assert_same_tokens(after.tokens, want)
+    row = 16 * dtype.itemsize * (1 + levels) + 6 * lite_dtype.itemsize
+    assert (stats.tokens, stats.bytes) == (20, 20 * (65 + row))
+
+
+async def test_an_empty_read_of_a_paired_stream_gives_paired_tokens_of_the_stream_width(
+    make_memory: MemoryFactory,
+) -> None:
+    chunk = make_paired([0], lite_dim=6)
+    async with make_memory() as memory:
+        await memory.append("cam1", chunk, ones(chunk))
+        got = (await memory.read(["cam1"], since=5.0))["cam1"].tokens
+    assert isinstance(got, PairedTokens) and got.lite is not None
+    assert (len(got), tuple(got.lite.shape), tuple(got.embeds.shape)) == (0, (0, 6), (0, 8))
+
+
+async def test_the_byte_budget_counts_the_selector_rows(make_memory: MemoryFactory) -> None:
+    retention = RetentionConfig(max_bytes_per_stream=1024, recent_seconds=0.0, floor_tokens_per_bucket=0)
+    chunk = make_paired([0, 1, 2], lite_dim=6)  # 65 + 8 * 4 + 6 * 4 = 121 bytes a token
+    async with make_memory(retention) as memory:
+        result = await memory.append("cam1", chunk, ones(chunk))
+        stats = await memory.stats("cam1")
+    assert result.stream_tokens == 1024 // 121 == stats.tokens == 8
+    assert stats.bytes == 8 * 121
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (make_paired([0]), make_tokens([1])),
+        (make_tokens([0]), make_paired([1])),
+        (make_paired([0], lite_dim=6), make_paired([1], lite_dim=4)),
+        (make_paired([0]), make_paired([1], lite_dtype=torch.bfloat16)),
+    ],
+    ids=["paired-then-plain", "plain-then-paired", "other-width", "other-dtype"],
+)
+async def test_a_stream_keeps_its_selector_layout(
+    make_memory: MemoryFactory, first: VisualTokens, second: VisualTokens
+) -> None:
+    async with make_memory() as memory:
+        await memory.append("cam1", first, ones(first))
+        with pytest.raises(LayoutMismatchError, match="delete the stream or use another stream id"):
+            await memory.append("cam1", second, ones(second))
+        stats = await memory.stats("cam1")
+        got = (await memory.read(["cam1"]))["cam1"]
+    assert (stats.tokens, stats.streams["cam1"].chunks) == (4, 1)
+    assert_same_tokens(got.tokens, first)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ import torch
 from agent.memory import CorruptEntryError, RetentionConfig
 from agent.memory.chunk import score_chunk
 from agent.memory.codec import HEADER_BYTES, Layout, chunk_records, decode_records, encode_chunk
-from tests.memory.memory_helpers import make_tokens
+from flexselect.lite.tokens import PairedTokens
+from tests.memory.memory_helpers import make_paired, make_tokens
 
 
 def encoded(dtype: torch.dtype = torch.bfloat16, levels: int = 2) -> tuple[bytes, Layout]:
@@ -48,7 +49,35 @@ def test_damaged_bytes_are_reported_as_corrupt(damage) -> None:  # type: ignore[
         chunk_records(damage(blob), layout)
 
 
-@pytest.mark.parametrize("text", ["", "float32;8", "int8;8;0;1.0", "float32;x;0;1.0", "float32;0;0;1.0"])
+def test_selector_rows_follow_the_deepstack_rows_in_each_record() -> None:
+    tokens = make_paired([0, 1], dim=6, dtype=torch.bfloat16, levels=2, lite_dim=5, lite_dtype=torch.float16)
+    chunk, _ = score_chunk(tokens, torch.rand(len(tokens)), None, RetentionConfig())
+    layout = Layout.of(chunk.tokens)
+    blob = bytes(encode_chunk(chunk))
+    assert layout == Layout("bfloat16", 6, 2, 1.0, "float16", 5)
+    assert layout.width == 65 + 6 * 2 * 3 + 5 * 2
+    first = HEADER_BYTES + 65 + 6 * 2 * 3  # the first record's selector row
+    assert tokens.lite is not None
+    assert blob[first : first + 10] == tokens.lite[0].view(torch.uint8).numpy().tobytes()
+    rows = decode_records(chunk_records(blob, layout), layout)
+    assert isinstance(rows.tokens, PairedTokens) and rows.tokens.lite is not None
+    assert torch.equal(rows.tokens.lite.view(torch.int16), tokens.lite.view(torch.int16))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "float32;8",
+        "int8;8;0;1.0",
+        "float32;x;0;1.0",
+        "float32;0;0;1.0",
+        "float32;8;0;1.0;float32",
+        "float32;8;0;1.0;int8;6",
+        "float32;8;0;1.0;float32;0",
+        "float32;8;0;1.0;float32;x",
+    ],
+)
 def test_a_bad_layout_string_is_corrupt(text: str) -> None:
     with pytest.raises(CorruptEntryError):
         Layout.decode(text)
@@ -57,3 +86,9 @@ def test_a_bad_layout_string_is_corrupt(text: str) -> None:
 def test_layout_strings_round_trip() -> None:
     layout = Layout("float16", 3584, 3, 0.5)
     assert Layout.decode(layout.encode()) == layout
+
+
+def test_a_layout_with_selector_rows_appends_their_dtype_and_width_to_the_plain_string() -> None:
+    plain, paired = Layout("float16", 3584, 3, 0.5), Layout("float16", 3584, 3, 0.5, "float32", 896)
+    assert (plain.encode(), paired.encode()) == ("float16;3584;3;0.5", "float16;3584;3;0.5;float32;896")
+    assert Layout.decode(paired.encode()) == paired

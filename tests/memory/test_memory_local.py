@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from safetensors import safe_open
 
 from agent.memory import MemoryConfig, open_memory
-from tests.memory.memory_helpers import make_tokens, ones
+from tests.memory.memory_helpers import make_paired, make_tokens, ones
 
 
 async def test_the_snapshot_is_a_plain_safetensors_file(tmp_path: Path) -> None:
@@ -55,3 +56,13 @@ async def test_without_a_snapshot_path_a_restart_starts_empty(tmp_path: Path) ->
         await memory.append("cam1", make_tokens([0]), ones(make_tokens([0])))
     async with open_memory(MemoryConfig()) as memory:
         assert (await memory.stats()).tokens == 0 and await memory.streams() == []
+
+
+async def test_the_snapshot_keeps_selector_rows_as_a_raw_tensor(tmp_path: Path) -> None:
+    path = tmp_path / "memory.safetensors"
+    tokens = make_paired([0, 1], lite_dim=6)
+    async with open_memory(MemoryConfig(snapshot_path=path)) as memory:
+        await memory.append("cam1", tokens, ones(tokens))
+    with safe_open(str(path), framework="pt") as fh:
+        lite = fh.get_tensor("s0.lite")
+    assert tokens.lite is not None and torch.equal(lite, tokens.lite)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from agent.cli import main
-from agent.toy.bench import METHODS, PLANNED, RandomScorer
+from agent.selector import TOY_SELECTOR_DIR
+from agent.toy.bench import RandomScorer
 from flexselect.types import Prompt, VisualTokens
 
 KEYS = {"method", "frames", "budget", "accuracy", "n", "seconds"}
@@ -36,7 +37,7 @@ def test_json_holds_every_method_at_every_length(small):
     code, report, _ = small
     assert code == 0
     assert [(r["method"], r["frames"]) for r in report["results"]] == [
-        (m, f) for f in (16, 64) for m in ("all", "uniform", "random", "reference")
+        (m, f) for f in (16, 64) for m in ("all", "uniform", "random", "reference", "lite")
     ]
     assert all(set(r) == KEYS and r["n"] == 8 and 0.0 <= r["accuracy"] <= 1.0 for r in report["results"])
 
@@ -52,15 +53,28 @@ def test_a_table_file_and_a_plot_are_written(small):
     _, report, out_dir = small
     saved = json.loads((out_dir / "needle.json").read_text())
     assert [{k: r[k] for k in KEYS} for r in saved["results"]] == report["results"]
-    assert "lite" in saved["omitted"]
+    assert saved["omitted"] == {}
+    assert saved["selector"] == str(TOY_SELECTOR_DIR)  # the toy's shipped FlexSelect-Lite selector
     assert (out_dir / "needle.png").stat().st_size > 0
 
 
-def test_lite_is_planned_but_not_runnable_yet(capsys, tmp_path):
-    code, _, err = bench(capsys, "--methods", "lite", "--out", str(tmp_path))
+def test_lite_with_a_directory_that_holds_no_selector_is_a_usage_error(capsys, tmp_path):
+    code, _, err = bench(capsys, "--methods", "lite", "--selector", str(tmp_path), "--out", str(tmp_path))
     assert code == 2
-    assert "not available" in err
-    assert "lite" in PLANNED and "lite" not in METHODS
+    assert f"method 'lite' is not available: no selector at {tmp_path} (selector.json missing)" in err
+
+
+def test_a_model_without_a_selector_runs_every_other_method_and_says_why(capsys, tmp_path):
+    from flexselect.tiny import save_tiny
+
+    model = save_tiny("qwen2_5_vl", tmp_path / "model", frame_side=56)
+    argv = ["--model", str(model), "--frames", "16", "--n", "2", "--kinds", "color", "--out", str(tmp_path)]
+    code, _, _ = bench(capsys, *argv, "--methods", "all,reference")
+    saved = json.loads((tmp_path / "needle.json").read_text())
+    assert code == 0
+    assert [r["method"] for r in saved["results"]] == ["all", "reference"]
+    why = "no --selector given (a FlexSelect-Lite selector trained for this model)"
+    assert saved["omitted"] == {"lite": why}
 
 
 def test_an_unknown_method_is_a_usage_error(capsys, tmp_path):
