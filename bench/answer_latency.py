@@ -5,11 +5,18 @@
 
 A stream's memory (the agent's in-process memory) is filled with N retained visual tokens; then the same
 question is answered repeatedly through the real code path: memory read, selection (training-free
-reference layer), prefill of `[prefix | kept | question]` to the first token, and greedy decoding. Full
-prefill of all N tokens is the baseline where it fits. Stage times are medians and p95 over the repeats.
-On a GPU use `--model qwen2.5-vl-7b` (random weights of the published shapes, bf16); on a CPU the tiny
-configuration runs smaller sizes and only the ratios mean anything. FlexSelect-Lite rows (the selector
-and its cached scoring) are added once the selector exists; they print as pending until then.
+reference layer, or a FlexSelect-Lite selector), prefill of `[prefix | kept | question]` to the first token,
+and greedy decoding. Full prefill of all N tokens is the baseline where it fits. Methods:
+
+- `full`: every retained token; `reference`: training-free FlexSelect at the model's reference layer;
+- `lite`: a fresh selector pass over the retained tokens per question (Qwen2.5-0.5B shapes for the 7B
+  model, the tiny preset for the tiny one; random weights: speed does not depend on their values);
+- `lite-cached`: the selector's keys and values built once at ingest (`SelectorCache`, timed separately
+  as `ingest_ms`), so a question runs only its own tokens against them.
+
+Stage times are medians and p95 over the repeats. On a GPU use `--model qwen2.5-vl-7b` (random weights of
+the published shapes, bf16); on a CPU the tiny configuration runs smaller sizes and only the ratios mean
+anything.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ import torch
 from agent.memory import MemoryConfig, RetentionConfig, open_memory
 from bench.report import environment, plot, table, write_json
 from flexselect.adapters import Qwen25VLAdapter, VideoLLMAdapter
-from flexselect.budget import select
+from flexselect.budget import select, top_k
 from flexselect.config import SelectionConfig
+from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorCache
 from flexselect.ranking import ReferenceScorer
 from flexselect.types import TokenKind, VisualTokens
 
@@ -47,15 +55,30 @@ def build(model: str) -> tuple[VideoLLMAdapter, int]:
     return Qwen25VLAdapter(net, processor), 16
 
 
-def synthetic_tokens(adapter: VideoLLMAdapter, n: int, per_frame: int, seed: int) -> VisualTokens:
-    """`n` retained tokens laid out as 1 fps frames of `per_frame` tokens (random embeddings)."""
+def build_selector(adapter: VideoLLMAdapter, model: str) -> LiteSelector:
+    """A random selector of the paper's shapes (for the 7B) or the tiny preset, on the model's device."""
+    from agent.selector.recipe import decoder_for
+
+    torch.manual_seed(0)
+    preset = "qwen2.5-0.5b" if model == "qwen2.5-vl-7b" else "tiny"
+    selector = LiteSelector.for_adapter(adapter, decoder_for(preset, adapter))
+    return selector.to(device=adapter.device, dtype=adapter.model.dtype).eval()
+
+
+def synthetic_tokens(
+    adapter: VideoLLMAdapter, n: int, per_frame: int, seed: int, selector: LiteSelector
+) -> PairedTokens:
+    """`n` retained tokens laid out as 1 fps frames of `per_frame` tokens (random embeddings, the
+    selector's included)."""
     g = torch.Generator().manual_seed(seed)
     width = adapter.text_config.hidden_size
     idx = torch.arange(n)
     frame = idx // per_frame
     side = int(per_frame**0.5)
     grid = torch.stack([frame // 2, (idx % per_frame) // side, idx % side], dim=1)
-    return VisualTokens(
+    lite = torch.randn(n, selector.config.decoder.hidden, generator=g) * 0.02
+    return PairedTokens(
+        lite=lite.to(adapter.model.dtype),
         embeds=(torch.randn(n, width, generator=g) * 0.02).to(adapter.model.dtype),
         frame=frame,
         time=frame.double(),
@@ -94,19 +117,49 @@ async def fill_memory(tokens: VisualTokens, per_frame: int):
     return memory
 
 
+def build_cache(selector: LiteSelector, adapter: VideoLLMAdapter, tokens: PairedTokens, per_frame: int):
+    """The selector's ingest-time state for `tokens`, appended in chunks of 8 frames (as the memory is)."""
+    cache = SelectorCache(
+        selector, adapter.prompt(QUESTION).prefix_ids, max_group_tokens=64 * per_frame, max_group_frames=64
+    )
+    chunk = per_frame * 8
+    for start in range(0, len(tokens), chunk):
+        part = tokens.select(torch.arange(start, min(len(tokens), start + chunk)))
+        cache.append(part)
+    return cache
+
+
 def time_answer(
-    adapter: VideoLLMAdapter, tokens: VisualTokens, method: str, budget: int, new_tokens: int
+    adapter: VideoLLMAdapter,
+    tokens: VisualTokens,
+    method: str,
+    budget: int,
+    new_tokens: int,
+    selector: LiteSelector | None = None,
+    cache: SelectorCache | None = None,
 ) -> dict[str, float] | None:
-    """Stage times (ms) of one answer, or None when the method does not fit."""
+    """Stage times (ms) of one answer, or None when the method does not fit (`lite` needs the selector,
+    `lite-cached` its cache)."""
     prompt = adapter.prompt(QUESTION)
     stages: dict[str, float] = {}
     keep = None
-    if method == "reference":
+    if method in ("reference", "lite"):
         start = time.perf_counter()
-        scorer = ReferenceScorer(adapter)
+        if method == "reference":
+            scorer: ReferenceScorer | LiteScorer = ReferenceScorer(adapter)
+        else:
+            assert selector is not None
+            scorer = LiteScorer(selector)
         config = SelectionConfig(budget=budget, max_frames_per_group=64)
         room = adapter.max_positions - len(prompt.prefix_ids) - len(prompt.suffix_ids)
         keep = select(scorer, prompt, tokens, config, max_group_tokens=room).index
+        sync()
+        stages["select"] = (time.perf_counter() - start) * 1e3
+    elif method == "lite-cached":
+        assert cache is not None
+        start = time.perf_counter()
+        scores = cache.score(prompt)
+        keep = top_k(scores, cache.group_indices(), budget, "global")
         sync()
         stages["select"] = (time.perf_counter() - start) * 1e3
     elif method == "full" and len(tokens) + 200 > adapter.max_positions:
@@ -133,25 +186,33 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=8)
-    parser.add_argument("--methods", default="full,reference")
+    parser.add_argument("--methods", default="full,reference,lite,lite-cached")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     adapter, per_frame = build(args.model)
+    selector = build_selector(adapter, args.model)
+    methods = args.methods.split(",")
     big = args.model != "tiny"
     sizes = [int(s) for s in (args.sizes or ("16384,65536,131072" if big else "2048,8192,32768")).split(",")]
     budget = args.budget or (7040 if big else 32 * per_frame)
     rows: list[dict[str, Any]] = []
     for n in sizes:
-        tokens = synthetic_tokens(adapter, n, per_frame, seed=n)
+        tokens = synthetic_tokens(adapter, n, per_frame, seed=n, selector=selector)
         memory = asyncio.run(fill_memory(tokens, per_frame))
-        for method in args.methods.split(","):
+        cache, ingest_ms = None, None
+        if "lite-cached" in methods:
+            start = time.perf_counter()
+            cache = build_cache(selector, adapter, tokens, per_frame)
+            sync()
+            ingest_ms = (time.perf_counter() - start) * 1e3
+        for method in methods:
             runs: list[dict[str, float]] = []
             for _ in range(args.repeats + 1):  # the first run warms up
                 start = time.perf_counter()
                 retained = asyncio.run(memory.read(["cam"]))["cam"].tokens
                 read_ms = (time.perf_counter() - start) * 1e3
-                stages = time_answer(adapter, retained, method, budget, args.new_tokens)
+                stages = time_answer(adapter, retained, method, budget, args.new_tokens, selector, cache)
                 if stages is None:
                     break
                 runs.append({"read": read_ms, **stages})
@@ -165,9 +226,9 @@ def main() -> None:
             row.update({f"{k}_ms": statistics.median(r[k] for r in runs) for k in runs[0]})
             row.update(ttft_ms=statistics.median(ttft), ttft_p95_ms=percentile(ttft, 0.95))
             row.update(total_ms=statistics.median(total), total_p95_ms=percentile(total, 0.95))
+            if method == "lite-cached":
+                row["ingest_ms"] = ingest_ms  # once per token at ingest, not per question
             rows.append(row)
-        for method in ("lite", "lite-cached"):
-            rows.append({"tokens": n, "method": method, "note": "pending: the selector issue"})
     for n in sizes:
         full = next((r for r in rows if r["tokens"] == n and r["method"] == "full" and "ttft_ms" in r), None)
         for r in rows:
@@ -184,6 +245,7 @@ def main() -> None:
         "ttft_p95_ms",
         "total_ms",
         "speedup_ttft",
+        "ingest_ms",
         "note",
     ]
     env = environment()
@@ -197,7 +259,7 @@ def main() -> None:
             [r["tokens"] for r in rows if r["method"] == m and "ttft_ms" in r],
             [r["ttft_ms"] / 1e3 for r in rows if r["method"] == m and "ttft_ms" in r],
         )
-        for m in args.methods.split(",")
+        for m in methods
     }
     plot(
         args.out / f"answer_latency_{args.model}.png",

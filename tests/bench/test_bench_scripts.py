@@ -1,0 +1,91 @@
+"""Every benchmark script runs end to end on the CPU at a tiny setting and writes its table as JSON.
+
+No GPU is available here; these runs keep the scripts' code paths (the agent's memory, selection, the
+selector and its cache, answering) working so that a GPU run only changes the flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_script(name: str, *args: str, timeout: float = 300.0) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / name), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_answer_latency_times_every_method_and_the_cached_selector_is_the_fastest(tmp_path):
+    out = run_script(
+        "answer_latency.py", "--sizes", "4096", "--budget", "128", "--repeats", "2", "--out", str(tmp_path)
+    )
+    rows = json.loads((tmp_path / "answer_latency_tiny.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["full", "reference", "lite", "lite-cached"]
+    assert all(r["ttft_ms"] > 0 and r["total_ms"] >= r["ttft_ms"] for r in rows)
+    cached = rows[-1]
+    assert cached["ingest_ms"] > 0 and cached["select_ms"] < rows[2]["select_ms"]  # lite: a fresh pass
+    assert (tmp_path / "answer_latency_tiny.png").stat().st_size > 0
+    assert "only the ratios mean anything" in out
+
+
+def test_streams_per_gpu_runs_a_load_and_reports_it(tmp_path):
+    run_script("streams_per_gpu.py", "--streams", "1", "--seconds", "6", "--out", str(tmp_path))
+    report = json.loads(next(tmp_path.glob("streams_per_gpu*.json")).read_text())
+    assert report["rows"] and report["rows"][0]["streams"] == 1
+
+
+def test_selection_vs_prefill_runs(tmp_path):
+    run_script("selection_vs_prefill.py", "--frames", "16,64", "--repeats", "1", "--out", str(tmp_path))
+    assert list(tmp_path.glob("*.json"))
+
+
+def test_selector_cost_compares_cached_queries_with_fresh_passes(tmp_path):
+    target = tmp_path / "cost.json"
+    run_script(
+        "selector_cost.py", "--sizes", "1024,2048", "--group", "1024", "--chunk", "512", "--repeats", "1",
+        "--json", str(target),
+    )  # fmt: skip
+    rows = json.loads(target.read_text())["rows"]
+    assert [r["tokens"] for r in rows] == [1024, 2048]
+    assert all(r["ratio"] > 1 for r in rows)
+
+
+def test_memory_needle_survival_streams_a_world_through_both_policies(tmp_path):
+    run_script(
+        "memory_needle_survival.py", "--hours", "0.02", "--kinds", "color", "--budgets", "0.2",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    rows = json.loads((tmp_path / "needle_survival_toy.json").read_text())["rows"]
+    assert [r["policy"] for r in rows] == ["attention+redundancy", "redundancy only"]
+    assert all(0.0 <= r["survived"] <= 1.0 for r in rows)
+
+
+def test_selector_drop_measures_cached_scores_after_eviction(tmp_path):
+    target = tmp_path / "drop.json"
+    out = run_script("selector_drop.py", "--n", "2", "--frames", "32", "--group", "16", "--json", str(target))
+    assert "no drop: max |cached - fresh|" in out
+    assert json.loads(target.read_text())["max_diff_no_drop"] < 1e-4
+
+
+def test_memory_throughput_measures_both_backends(tmp_path):
+    target = tmp_path / "memory.json"
+    run_script(
+        "memory_throughput.py", "--dim", "64", "--read-tokens", "2048", "--evict-budget", "512",
+        "--repeat", "1", "--json-out", str(target),
+    )  # fmt: skip
+    rows = json.loads(target.read_text())["rows"]
+    assert [r["backend"] for r in rows] == ["local", "redis"]
