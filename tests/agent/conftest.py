@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from flexselect.tiny import save_tiny
 from streams.synth import WorldConfig, generate_world, write_world
@@ -24,3 +27,15 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     world = generate_world(WorldConfig(seconds=8, fps=2, width=56, height=56, needles=1, seed=3, cell=28))
     write_world(world, path)
     return path
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A unique Redis key prefix on the real server; its keys are deleted after the test."""
+    name = f"fsatest-{uuid.uuid4().hex[:8]}"
+    yield name
+    r = aioredis.Redis(host="127.0.0.1", port=6379)
+    keys = [k async for k in r.scan_iter(match=f"{name}*")]
+    if keys:
+        await r.delete(*keys)
+    await r.aclose()

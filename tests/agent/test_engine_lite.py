@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
-import redis.asyncio as aioredis
 import torch
 
 from agent.config import ConfigError, ModelSection
@@ -121,17 +119,6 @@ def test_serve_with_a_missing_selector_directory_exits_with_one_clear_line(model
 
 
 # -------------------------------------------------------------------------------------- over MQTT
-
-
-@pytest.fixture
-async def redis_prefix():
-    name = f"fsatest-lite-{uuid.uuid4().hex[:8]}"
-    yield name
-    r = aioredis.Redis(host="127.0.0.1", port=6379)
-    keys = [k async for k in r.scan_iter(match=f"{name}*")]
-    if keys:
-        await r.delete(*keys)
-    await r.aclose()
 
 
 def lite_config(model_dir: Path, selector_dir: Path, recording: Path | None, prefix: str, **sections):

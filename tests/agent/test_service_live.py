@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from tests.agent.service_helpers import agent_config, ask, client, running, wait_for_memory
 from tests.mqtt.mqtt_helpers import read_retained, wait_until
@@ -25,17 +23,6 @@ def rtsp(recording: Path):
     server.start()
     yield server
     server.kill()
-
-
-@pytest.fixture
-async def redis_prefix():
-    name = f"fsatest-{uuid.uuid4().hex[:8]}"
-    yield name
-    r = aioredis.Redis(host="127.0.0.1", port=6379)
-    keys = [k async for k in r.scan_iter(match=f"{name}*")]
-    if keys:
-        await r.delete(*keys)
-    await r.aclose()
 
 
 async def stream_status(prefix: str, stream: str) -> dict:
