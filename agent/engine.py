@@ -3,12 +3,14 @@ memory, and answer questions over retained tokens. Only the worker thread calls 
 
 With `model.scorer: lite` a FlexSelect-Lite selector scores instead of the reference layer: chunks are
 encoded as `PairedTokens` (the selector's own embeddings beside the base model's), the memory keeps both,
-and answers run the selector over the retained tokens.
+and answers score the retained tokens through per-stream selector caches (`agent.selector_caches`): each
+chunk runs through the selector once at ingest, and a question runs only its own tokens.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +19,9 @@ import torch
 
 from agent.config import ConfigError, ModelSection
 from agent.selector import load_selector_for
+from agent.selector_caches import SelectorCaches
 from flexselect.adapters import VideoLLMAdapter
-from flexselect.budget import Scorer
+from flexselect.budget import Scorer, top_k
 from flexselect.config import SelectionConfig
 from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorError, encode_pair
 from flexselect.pipeline import EvidenceSpan, FlexSelectPipeline, evidence_spans
@@ -26,6 +29,8 @@ from flexselect.ranking import ReferenceScorer
 from flexselect.types import Prompt, VisualTokens
 
 logger = logging.getLogger(__name__)
+
+QUESTION_ROOM = 256  # positions a cached group leaves for the question (unknown when a chunk is ingested)
 
 
 @dataclass
@@ -71,15 +76,27 @@ class Engine:
     """Owns the adapter and scorer (and the selector with `scorer: lite`); every method runs on the worker
     thread only.
 
+    Args:
+        cache_rebuild_share / cache_max_rows: `SelectorCaches` limits (with `scorer: lite`).
+
     Raises:
         ConfigError: with `scorer: lite`, the selector does not load or was not trained for this model.
     """
 
-    def __init__(self, adapter: VideoLLMAdapter, config: ModelSection, *, standing_prompts: list[str]):
+    def __init__(
+        self,
+        adapter: VideoLLMAdapter,
+        config: ModelSection,
+        *,
+        standing_prompts: list[str],
+        cache_rebuild_share: float = 0.5,
+        cache_max_rows: int = 65_536,
+    ):
         self.adapter = adapter
         self.config = config
         self.selector: LiteSelector | None = None
         self.scorer: Scorer | None = None
+        self.caches: SelectorCaches | None = None
         if config.scorer == "reference":
             self.scorer = ReferenceScorer(adapter, layer=config.layer, aggregation=config.aggregation)
         elif config.scorer == "lite":
@@ -88,6 +105,15 @@ class Engine:
             except SelectorError as exc:
                 raise ConfigError(f"model.selector: {exc}") from exc
             self.scorer = LiteScorer(self.selector)
+            prefix = adapter.prompt("?").prefix_ids
+            self.caches = SelectorCaches(
+                self.selector,
+                prefix,
+                max_group_tokens=max(1, adapter.max_positions - len(prefix) - QUESTION_ROOM),
+                max_group_frames=config.max_frames_per_group,
+                rebuild_share=cache_rebuild_share,
+                max_rows=cache_max_rows,
+            )
         self._standing: list[Prompt] = []
         self.set_standing_prompts(standing_prompts)
         self.tokens_per_frame: float | None = None
@@ -102,7 +128,8 @@ class Engine:
 
     def encode(self, chunk: ChunkInput) -> EncodedChunk:
         """Vision tower and projector once (feeding the selector's projector too with `scorer: lite`), then
-        the ingest attention of the standing prompts."""
+        the ingest attention of the standing prompts. With `scorer: lite` the chunk also enters its stream's
+        selector cache, so the cache holds the rows handed to the memory."""
         frames, times = chunk.frames, chunk.times
         kwargs: dict[str, Any] = {
             "frame_offset": chunk.frame_offset,
@@ -115,6 +142,8 @@ class Engine:
             tokens = self.adapter.encode(frames, times, **kwargs)
         if self.tokens_per_frame is None:
             self.tokens_per_frame = len(tokens) / len(tokens.frame_ids())  # per temporal step
+        if self.caches is not None:
+            self.caches.ingest(chunk.stream_id, tokens)
         return EncodedChunk(chunk.stream_id, _to_cpu(tokens), self.ingest_attention(tokens))
 
     def ingest_attention(self, tokens: VisualTokens) -> torch.Tensor:
@@ -148,21 +177,23 @@ class Engine:
                     "answer with model.scorer: reference"
                 )
         merged, stream_index = merge_streams([tokens for _, tokens in streams])
-        if self.selector is not None:
-            assert isinstance(merged, PairedTokens) and merged.lite is not None
-            merged = PairedTokens.pair(merged.base(), merged.lite.to(self.selector.device))
         config = SelectionConfig(
             budget=budget or self.default_budget(),
             layer=self.config.layer,
             aggregation=self.config.aggregation,
             max_frames_per_group=self.config.max_frames_per_group,
         )
-        pipeline = FlexSelectPipeline(
-            self.adapter, self.scorer, config, max_new_tokens=self.config.max_new_tokens
-        )
-        result = pipeline.answer_tokens(merged, question)
-        keep = torch.arange(len(merged)) if result.selection is None else result.selection.index
-        scores = None if result.selection is None else result.selection.scores[keep]
+        scores: torch.Tensor | None
+        if self.caches is not None:
+            text, keep, scores, timings = self._answer_cached(question, streams, merged, config)
+        else:
+            pipeline = FlexSelectPipeline(
+                self.adapter, self.scorer, config, max_new_tokens=self.config.max_new_tokens
+            )
+            result = pipeline.answer_tokens(merged, question)
+            text, timings = result.answer, result.timings_ms
+            keep = torch.arange(len(merged)) if result.selection is None else result.selection.index
+            scores = None if result.selection is None else result.selection.scores[keep]
         evidence: list[StreamEvidence] = []
         for i, (stream_id, _) in enumerate(streams):
             mine = stream_index[keep] == i
@@ -175,12 +206,48 @@ class Engine:
                 evidence += [StreamEvidence(stream_id, span) for span in spans]
         evidence.sort(key=lambda e: e.span.score, reverse=True)
         return EngineAnswer(
-            text=result.answer,
+            text=text,
             evidence=evidence,
-            retained_tokens=result.total_tokens,
-            used_tokens=result.kept_tokens,
-            timings_ms=result.timings_ms,
+            retained_tokens=len(merged),
+            used_tokens=len(keep),
+            timings_ms=timings,
         )
+
+    def _answer_cached(
+        self,
+        question: str,
+        streams: list[tuple[str, VisualTokens]],
+        merged: VisualTokens,
+        config: SelectionConfig,
+    ) -> tuple[str, torch.Tensor, torch.Tensor, dict[str, float]]:
+        """Score each stream's retained tokens through its selector cache, keep the budget's best scores
+        over all streams (one global top-k; the cache's groups never span streams) and generate.
+
+        Returns:
+            The answer, the kept indices into `merged` (ascending), their scores, and timings (ms).
+        """
+        assert self.caches is not None
+        prompt = self.adapter.prompt(question)
+        start = self._now()
+        scores = torch.cat([self.caches.scores(sid, tokens, prompt) for sid, tokens in streams])
+        keep = top_k(scores, [torch.arange(len(scores))], config.budget, "global")
+        select_ms = (self._now() - start) * 1e3
+        if len(keep) == len(merged):
+            needed = len(prompt.prefix_ids) + len(merged) + len(prompt.suffix_ids)
+            if needed > self.adapter.max_positions:
+                raise ValueError(
+                    f"{len(merged)} visual tokens and the prompt ({needed} tokens) exceed the model's "
+                    f"{self.adapter.max_positions} positions; lower the budget"
+                )
+        seq = self.adapter.build_sequence(prompt, merged, None if len(keep) == len(merged) else keep)
+        generated = self.adapter.generate(seq, max_new_tokens=self.config.max_new_tokens)
+        return generated.text, keep, scores[keep], {"select": select_ms, **generated.timings_ms}
+
+    def _now(self) -> float:
+        """A clock reading after the adapter's device has finished its queued work."""
+        if self.adapter.device.type == "cuda":
+            torch.cuda.synchronize(self.adapter.device)
+        return time.perf_counter()
 
 
 def merge_streams(parts: list[VisualTokens]) -> tuple[VisualTokens, torch.Tensor]:

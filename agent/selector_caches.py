@@ -1,0 +1,197 @@
+"""Per-stream FlexSelect-Lite caches for the agent: each chunk runs through the selector once, at ingest.
+
+The memory decides what a stream retains and evicts rows inside its backend, so the caches never see an
+eviction as it happens. Instead every question first syncs a stream's cache with the tokens the memory
+retains: rows no longer retained are dropped (no recomputation), and a cache missing any retained row (an
+agent restart with a persistent memory, a cache cleared for size) is rebuilt from the retained rows, which
+carry the selector's embeddings. The cache is derived state: losing it costs one rebuild, never an answer.
+
+Rows are identified by (frame, grid step, row, col, kind, token id) plus the copy's ordinal among rows with
+that identity (the k-th copy in the cache is the k-th copy retained), the key `agent.memory.survival`
+matches tokens by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from flexselect.lite import LiteSelector, PairedTokens, SelectorCache, SelectorError
+from flexselect.types import Prompt, VisualTokens
+
+
+def row_keys(tokens: VisualTokens) -> torch.Tensor:
+    """(N, 7) int64 identity of each row: frame, grid (step, row, col), kind, token id, copy ordinal.
+
+    The ordinal numbers the rows that share the first six fields in order of appearance, so keys are
+    unique within `tokens` and duplicates are matched deterministically (first copy to first copy).
+    """
+    ident = torch.cat(
+        [
+            tokens.frame.reshape(-1, 1).to(torch.int64),
+            tokens.grid.to(torch.int64),
+            tokens.kind.to(torch.int64).reshape(-1, 1),
+            tokens.token_id.reshape(-1, 1).to(torch.int64),
+        ],
+        dim=1,
+    ).cpu()
+    n = len(ident)
+    if n == 0:
+        return torch.empty(0, 7, dtype=torch.int64)
+    _, inverse = torch.unique(ident, dim=0, return_inverse=True)
+    order = torch.sort(inverse, stable=True).indices
+    counts = torch.bincount(inverse)
+    starts = torch.cumsum(counts, 0) - counts
+    ordinal = torch.empty(n, dtype=torch.int64)
+    ordinal[order] = torch.arange(n) - starts[inverse[order]]
+    return torch.cat([ident, ordinal.view(-1, 1)], dim=1)
+
+
+def _layout_only(tokens: PairedTokens) -> PairedTokens:
+    """`tokens` without the base model's embeddings (the memory holds those): layout and selector rows."""
+    assert tokens.lite is not None
+    base = VisualTokens(
+        embeds=torch.empty(len(tokens), 0),
+        frame=tokens.frame.cpu(),
+        time=tokens.time.cpu(),
+        grid=tokens.grid.cpu(),
+        kind=tokens.kind.cpu(),
+        token_id=tokens.token_id.cpu(),
+        seconds_per_step=tokens.seconds_per_step,
+    )
+    return PairedTokens.pair(base, tokens.lite.detach().cpu())
+
+
+@dataclass
+class CacheStats:
+    """What the caches of one stream have done (for tests and diagnostics)."""
+
+    rebuilds: int = 0  # full recomputations from retained rows
+    dropped: int = 0  # rows dropped in step with the memory
+    cleared: int = 0  # caches cleared at ingest for exceeding `max_rows`
+
+
+class SelectorCaches:
+    """One `SelectorCache` per stream, kept in step with what the memory retains.
+
+    Args:
+        selector: the trained selector.
+        prefix_ids: (P,) the prompt prefix of every question (it opens every cached group).
+        max_group_tokens / max_group_frames: group limits of each cache (whole frames per group).
+        rebuild_share: a cache is rebuilt when more than this share of some group's rows was dropped since
+            the group was built (kept rows keep keys computed with the dropped ones, so cached scores drift
+            from a fresh pass as more is dropped; docs/selector.md).
+        max_rows: rows a stream's cache may hold between questions; an ingest past it clears the cache
+            (rebuilt from the retained rows at the next question), since evictions are only seen at a sync.
+    """
+
+    def __init__(
+        self,
+        selector: LiteSelector,
+        prefix_ids: torch.Tensor,
+        *,
+        max_group_tokens: int,
+        max_group_frames: int,
+        rebuild_share: float = 0.5,
+        max_rows: int = 65_536,
+    ) -> None:
+        if not 0.0 <= rebuild_share <= 1.0:
+            raise ValueError(f"rebuild_share must be in [0, 1], got {rebuild_share}")
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be positive, got {max_rows}")
+        self.selector = selector
+        self.prefix_ids = prefix_ids.long().cpu()
+        self.max_group_tokens = max_group_tokens
+        self.max_group_frames = max_group_frames
+        self.rebuild_share = rebuild_share
+        self.max_rows = max_rows
+        self.caches: dict[str, SelectorCache] = {}
+        self.stats: dict[str, CacheStats] = {}
+
+    def cache(self, stream_id: str) -> SelectorCache:
+        """The stream's cache, created empty on first use."""
+        if stream_id not in self.caches:
+            self.caches[stream_id] = SelectorCache(
+                self.selector,
+                self.prefix_ids,
+                max_group_tokens=self.max_group_tokens,
+                max_group_frames=self.max_group_frames,
+            )
+            self.stats[stream_id] = CacheStats()
+        return self.caches[stream_id]
+
+    def forget(self, stream_id: str) -> None:
+        """Release a stream's cache (e.g. the stream was deleted from the memory)."""
+        self.caches.pop(stream_id, None)
+        self.stats.pop(stream_id, None)
+
+    def ingest(self, stream_id: str, tokens: VisualTokens) -> None:
+        """Run a freshly encoded chunk (whole frames, after every earlier chunk) into the stream's cache.
+
+        Raises:
+            SelectorError: `tokens` carry no selector embeddings.
+        """
+        if not isinstance(tokens, PairedTokens):
+            raise SelectorError("SelectorCaches.ingest needs PairedTokens (see flexselect.lite.encode_pair)")
+        cache = self.cache(stream_id)
+        if len(cache) + len(tokens) > self.max_rows:
+            cache.clear()
+            self.stats[stream_id].cleared += 1
+            return
+        cache.append(_layout_only(tokens))
+
+    def sync(self, stream_id: str, retained: VisualTokens) -> None:
+        """Make the stream's cache hold exactly the rows of `retained`: drop the rows no longer retained,
+        rebuild when a retained row is missing or a group has lost more than `rebuild_share` of its rows.
+
+        Raises:
+            SelectorError: `retained` carry no selector embeddings.
+        """
+        if not isinstance(retained, PairedTokens):
+            raise SelectorError(f"stream {stream_id!r}: retained tokens carry no selector embeddings")
+        cache = self.cache(stream_id)
+        stats = self.stats[stream_id]
+        if len(retained) == 0:
+            cache.clear()
+            return
+        have, want = self._codes(cache, retained)
+        if not bool(torch.isin(want, have).all()):
+            self._rebuild(stream_id, retained)
+            return
+        gone = ~torch.isin(have, want)
+        if bool(gone.any()):
+            cache.drop(torch.nonzero(gone).flatten())
+            stats.dropped += int(gone.sum())
+        if self.dropped_share(stream_id) > self.rebuild_share:
+            self._rebuild(stream_id, retained)
+
+    def scores(self, stream_id: str, retained: VisualTokens, prompt: Prompt) -> torch.Tensor:
+        """(N,) float32 score of every row of `retained`, in its order, from the synced cache."""
+        self.sync(stream_id, retained)
+        cache = self.caches[stream_id]
+        if len(retained) == 0:
+            return torch.empty(0, dtype=torch.float32)
+        have, want = self._codes(cache, retained)
+        order = torch.argsort(have)
+        position = order[torch.searchsorted(have[order], want)]  # cache row of each retained row
+        return cache.score(prompt)[position]
+
+    def dropped_share(self, stream_id: str) -> float:
+        """The largest share of a group's rows dropped since the group was built (0.0 without a cache)."""
+        cache = self.caches.get(stream_id)
+        shares = [1.0 - len(g) / len(g.seen) for g in (cache.groups if cache else []) if g.seen is not None]
+        return max(shares, default=0.0)
+
+    def _rebuild(self, stream_id: str, retained: PairedTokens) -> None:
+        self.caches[stream_id].rebuild(_layout_only(retained))
+        self.stats[stream_id].rebuilds += 1
+
+    @staticmethod
+    def _codes(cache: SelectorCache, retained: VisualTokens) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer codes of the cached rows (in cache order) and the retained rows, equal for equal keys."""
+        parts = [g.tokens for g in cache.groups if g.tokens is not None and len(g)]
+        cached = row_keys(VisualTokens.concat(parts)) if parts else torch.empty(0, 7, dtype=torch.int64)
+        both = torch.cat([cached, row_keys(retained)])
+        _, codes = torch.unique(both, dim=0, return_inverse=True)
+        return codes[: len(cached)], codes[len(cached) :]
