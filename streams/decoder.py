@@ -30,6 +30,8 @@ from streams.uri import SourceSpec
 from streams.watchdog import Backoff, StallWatchdog
 
 logger = logging.getLogger(__name__)
+# EIOs read on after one poll tick: FFmpeg's RTSP demuxer reports an interrupted read on a later one.
+TICK_ECHOES = 2
 
 # At a live session's start: at most this many packets buffered while probing are read ahead, and
 # a read that takes longer than BACKLOG_WAIT_FRACTION of a frame interval waited for the network.
@@ -182,7 +184,7 @@ class DecodeWorker:
             for packet in self._read_backlog(container, stream):
                 if self._stop.is_set() or not self._on_packet(packet):
                     return
-        ticked = self.live  # a poll tick since the last tolerated echo; the backlog read may end on one
+        echoes = TICK_ECHOES if self.live else 0  # EIOs still tolerated; the backlog read may end on a tick
         while True:
             try:
                 for packet in container.demux(stream):
@@ -195,11 +197,11 @@ class DecodeWorker:
                 if self._stop.is_set():
                     return
                 self._check_stall()
-                ticked = True
+                echoes = TICK_ECHOES
             except (av.error.FFmpegError, OSError) as exc:
-                if not (ticked and self._is_tick_echo(exc)):
+                if not (echoes > 0 and self._is_tick_echo(exc)):
                     raise translate_av_error(exc, self.spec) from None
-                ticked = False
+                echoes -= 1
                 self._check_stall()
         if not self.live:
             self._check_complete(stream)
@@ -210,7 +212,8 @@ class DecodeWorker:
         An RTSP-over-TCP read interrupted by a poll tick reports EIO on a later read while the
         session goes on delivering every packet; a camera slower than 1 / POLL_S frames per second
         would otherwise reconnect (and a replaying server restart its file) once per frame gap.
-        One EIO per tick is tolerated; a real failure repeats or ends the stream and is raised.
+        Up to `TICK_ECHOES` EIOs per tick are tolerated; a real failure repeats without ticks, ends the
+        stream, or leaves no frame for `stall_seconds` (the watchdog), and is raised.
         """
         return self.live and isinstance(exc, OSError) and exc.errno == errno.EIO
 

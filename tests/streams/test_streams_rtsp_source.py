@@ -238,5 +238,5 @@ async def test_a_camera_slower_than_the_poll_interval_streams_without_reconnecti
             stats = source.stats
     finally:
         server.kill()
+    assert (stats.connects, stats.reconnects) == (1, 0), stats.last_error
     assert [n for c in chunks for n in counters(c)] == list(range(16))
-    assert stats.connects == 1 and stats.reconnects == 0
