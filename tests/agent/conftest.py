@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+import torch
 
+from agent.selector.recipe import decoder_for
+from flexselect.adapters import VideoLLMAdapter, load_adapter
+from flexselect.lite import LiteSelector
 from flexselect.tiny import save_tiny
 from streams.synth import WorldConfig, generate_world, write_world
 from tests.mqtt.conftest import prefix  # noqa: F401  (a unique topic prefix on the real Mosquitto)
@@ -39,3 +43,19 @@ async def redis_prefix() -> AsyncIterator[str]:
     if keys:
         await r.delete(*keys)
     await r.aclose()
+
+
+@pytest.fixture(scope="module")
+def adapter(model_dir: Path) -> VideoLLMAdapter:
+    """The tiny checkpoint, loaded."""
+    return load_adapter(model_dir, dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def selector_dir(adapter: VideoLLMAdapter, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny selector for the tiny model, saved as a selector directory."""
+    torch.manual_seed(0)
+    selector = LiteSelector.for_adapter(
+        adapter, decoder_for("tiny", adapter), base_model=str(model_dir), teacher_layer=2
+    )
+    return selector.save(tmp_path_factory.mktemp("selector") / "tiny-selector")

@@ -14,29 +14,13 @@ import torch
 from agent.config import ConfigError, ModelSection
 from agent.engine import ChunkInput, Engine
 from agent.memory import MemoryConfig, open_memory
-from agent.selector.recipe import decoder_for
-from flexselect.adapters import VideoLLMAdapter, load_adapter
-from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorError
+from flexselect.adapters import VideoLLMAdapter
+from flexselect.lite import LiteScorer, PairedTokens, SelectorError
 from flexselect.pipeline import evidence_spans
 from tests.agent.service_helpers import agent_config, ask, client, running, wait_for_memory
 
 QUESTION = "what color was the square ?"
 STANDING = ["describe what happens in the video", "is there a square ?"]
-
-
-@pytest.fixture(scope="module")
-def adapter(model_dir: Path) -> VideoLLMAdapter:
-    return load_adapter(model_dir, dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def selector_dir(adapter: VideoLLMAdapter, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised tiny selector for the tiny model, saved as a selector directory."""
-    torch.manual_seed(0)
-    selector = LiteSelector.for_adapter(
-        adapter, decoder_for("tiny", adapter), base_model=str(model_dir), teacher_layer=2
-    )
-    return selector.save(tmp_path_factory.mktemp("selector") / "tiny-selector")
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ from agent.config import ModelSection
 from agent.engine import ChunkInput, Engine
 from agent.memory import MemoryConfig, open_memory
 from agent.memory.config import RetentionConfig
-from agent.selector.recipe import decoder_for
 from agent.selector_caches import SelectorCaches, row_keys
-from flexselect.adapters import VideoLLMAdapter, load_adapter
-from flexselect.lite import LiteScorer, LiteSelector, PairedTokens
+from flexselect.adapters import VideoLLMAdapter
+from flexselect.lite import LiteScorer, PairedTokens
 from flexselect.pipeline import evidence_spans
 from flexselect.types import TokenKind, VisualTokens
 
@@ -23,21 +22,6 @@ QUESTION = "what color was the square ?"
 STANDING = ["describe what happens in the video", "is there a square ?"]
 TOLERANCE = 1e-4
 FRAMES_PER_GROUP = 3  # temporal steps per scoring group: groups straddle the 2-step chunks
-
-
-@pytest.fixture(scope="module")
-def adapter(model_dir: Path) -> VideoLLMAdapter:
-    return load_adapter(model_dir, dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def selector_dir(adapter: VideoLLMAdapter, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised tiny selector for the tiny model, saved as a selector directory."""
-    torch.manual_seed(0)
-    selector = LiteSelector.for_adapter(
-        adapter, decoder_for("tiny", adapter), base_model=str(model_dir), teacher_layer=2
-    )
-    return selector.save(tmp_path_factory.mktemp("selector") / "tiny-selector")
 
 
 def make_engine(
