@@ -77,11 +77,19 @@ class Qwen25VLAdapter(VideoLLMAdapter):
 
     def visual_positions(self, tokens: VisualTokens, *, compact: bool) -> tuple[torch.Tensor, int]:
         """The original Qwen2.5-VL algorithm: t scaled by seconds per step, text resumes at max + 1."""
-        step = tokens.grid[:, 0]
-        step = torch.unique(step, return_inverse=True)[1] if compact else step - step.min()
-        interval = float(self.config.vision_config.tokens_per_second) * torch.tensor(
-            tokens.seconds_per_step, dtype=torch.float32
+        return qwen2_5_vl_offsets(
+            tokens, float(self.config.vision_config.tokens_per_second), compact=compact
         )
-        temporal = (step * interval).long()
-        offsets = torch.stack([temporal, tokens.grid[:, 1], tokens.grid[:, 2]])
-        return offsets, int(offsets.max()) + 1
+
+
+def qwen2_5_vl_offsets(
+    tokens: VisualTokens, tokens_per_second: float, *, compact: bool
+) -> tuple[torch.Tensor, int]:
+    """Qwen2.5-VL M-RoPE offsets of a visual span and its extent: t scaled by seconds per step (time steps
+    renumbered in order when `compact`), text resumes at max + 1. The selector shares it."""
+    step = tokens.grid[:, 0]
+    step = torch.unique(step, return_inverse=True)[1] if compact else step - step.min()
+    interval = float(tokens_per_second) * torch.tensor(tokens.seconds_per_step, dtype=torch.float32)
+    temporal = (step * interval).long()
+    offsets = torch.stack([temporal, tokens.grid[:, 1], tokens.grid[:, 2]])
+    return offsets, int(offsets.max()) + 1

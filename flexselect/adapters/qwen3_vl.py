@@ -116,25 +116,31 @@ class Qwen3VLAdapter(VideoLLMAdapter):
 
         Timestamps are text here, so there is no timeline to compact: positions follow the span's layout.
         """
-        is_patch = tokens.kind == TokenKind.PATCH
-        offsets = torch.empty(3, len(tokens), dtype=torch.long)
-        current = 0
-        for start, end, patch in _runs(is_patch):
-            if not patch:
-                offsets[:, start:end] = torch.arange(current, current + end - start)
-                current += end - start
-                continue
-            rows, cols = tokens.grid[start:end, 1], tokens.grid[start:end, 2]
-            offsets[0, start:end] = current
-            offsets[1, start:end] = current + rows
-            offsets[2, start:end] = current + cols
-            current += int(max(rows.max(), cols.max())) + 1
-        return offsets, current
+        return qwen3_vl_offsets(tokens)
 
     def _text_model_kwargs(self, seq: Sequence) -> dict[str, Any]:
         if seq.deepstack is None:
             return {}
         return {"visual_pos_masks": seq.visual_mask, "deepstack_visual_embeds": list(seq.deepstack)}
+
+
+def qwen3_vl_offsets(tokens: VisualTokens) -> tuple[torch.Tensor, int]:
+    """Qwen3-VL M-RoPE offsets of a visual span and its extent: text-like markers advance by one, each run
+    of patches is an image at the current position. The selector shares it."""
+    is_patch = tokens.kind == TokenKind.PATCH
+    offsets = torch.empty(3, len(tokens), dtype=torch.long)
+    current = 0
+    for start, end, patch in _runs(is_patch):
+        if not patch:
+            offsets[:, start:end] = torch.arange(current, current + end - start)
+            current += end - start
+            continue
+        rows, cols = tokens.grid[start:end, 1], tokens.grid[start:end, 2]
+        offsets[0, start:end] = current
+        offsets[1, start:end] = current + rows
+        offsets[2, start:end] = current + cols
+        current += int(max(rows.max(), cols.max())) + 1
+    return offsets, current
 
 
 def _runs(mask: torch.Tensor) -> list[tuple[int, int, bool]]:
