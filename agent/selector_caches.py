@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from flexselect.lite import LiteSelector, PairedTokens, SelectorCache, SelectorError
+from flexselect.lite.tokens import layout_of
 from flexselect.types import Prompt, VisualTokens
 
 
@@ -51,16 +52,7 @@ def row_keys(tokens: VisualTokens) -> torch.Tensor:
 def _layout_only(tokens: PairedTokens) -> PairedTokens:
     """`tokens` without the base model's embeddings (the memory holds those): layout and selector rows."""
     assert tokens.lite is not None
-    base = VisualTokens(
-        embeds=torch.empty(len(tokens), 0),
-        frame=tokens.frame.cpu(),
-        time=tokens.time.cpu(),
-        grid=tokens.grid.cpu(),
-        kind=tokens.kind.cpu(),
-        token_id=tokens.token_id.cpu(),
-        seconds_per_step=tokens.seconds_per_step,
-    )
-    return PairedTokens.pair(base, tokens.lite.detach().cpu())
+    return PairedTokens.pair(layout_of(tokens), tokens.lite.detach().cpu())
 
 
 @dataclass

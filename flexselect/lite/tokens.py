@@ -48,3 +48,17 @@ class PairedTokens(VisualTokens):
             raise ValueError("PairedTokens.concat needs PairedTokens parts (with selector embeddings)")
         lite = torch.cat([p.lite for p in parts])  # type: ignore[misc]
         return PairedTokens.pair(VisualTokens.concat([p.base() for p in parts]), lite)  # type: ignore[union-attr]
+
+
+def layout_of(tokens: VisualTokens) -> VisualTokens:
+    """`tokens` without embeddings or deepstack: what the selector needs besides its own embeddings."""
+    n = len(tokens)
+    return VisualTokens(
+        embeds=torch.empty(n, 0),
+        frame=tokens.frame.cpu(),
+        time=tokens.time.cpu(),
+        grid=tokens.grid.cpu(),
+        kind=tokens.kind.cpu(),
+        token_id=tokens.token_id.cpu(),
+        seconds_per_step=tokens.seconds_per_step,
+    )

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from flexselect.adapters.base import VideoLLMAdapter
 from flexselect.budget import Scorer
+from flexselect.lite.tokens import layout_of
 from flexselect.lite.vision import encode_with_features
 from flexselect.types import Prompt, VisualTokens
 
@@ -50,20 +51,6 @@ class TeacherSample:
 
     def __len__(self) -> int:
         return len(self.layout)
-
-
-def layout_of(tokens: VisualTokens) -> VisualTokens:
-    """`tokens` without embeddings or deepstack: what the selector needs besides its own embeddings."""
-    n = len(tokens)
-    return VisualTokens(
-        embeds=torch.empty(n, 0),
-        frame=tokens.frame.cpu(),
-        time=tokens.time.cpu(),
-        grid=tokens.grid.cpu(),
-        kind=tokens.kind.cpu(),
-        token_id=tokens.token_id.cpu(),
-        seconds_per_step=tokens.seconds_per_step,
-    )
 
 
 def teacher_sample(
