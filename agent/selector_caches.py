@@ -140,34 +140,38 @@ class SelectorCaches:
         Raises:
             SelectorError: `retained` carry no selector embeddings.
         """
+        self._sync(stream_id, retained)
+
+    def scores(self, stream_id: str, retained: VisualTokens, prompt: Prompt) -> torch.Tensor:
+        """(N,) float32 score of every row of `retained`, in its order, from the synced cache."""
+        if len(retained) == 0:
+            self._sync(stream_id, retained)
+            return torch.empty(0, dtype=torch.float32)
+        have, want = self._sync(stream_id, retained)
+        order = torch.argsort(have)
+        position = order[torch.searchsorted(have[order], want)]  # cache row of each retained row
+        return self.caches[stream_id].score(prompt)[position]
+
+    def _sync(self, stream_id: str, retained: VisualTokens) -> tuple[torch.Tensor, torch.Tensor]:
+        """`sync`, returning the codes of the cached rows (cache order) and of `retained` afterwards."""
         if not isinstance(retained, PairedTokens):
             raise SelectorError(f"stream {stream_id!r}: retained tokens carry no selector embeddings")
         cache = self.cache(stream_id)
         stats = self.stats[stream_id]
         if len(retained) == 0:
             cache.clear()
-            return
+            return torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64)
         have, want = self._codes(cache, retained)
         if not bool(torch.isin(want, have).all()):
-            self._rebuild(stream_id, retained)
-            return
+            return self._rebuild(stream_id, retained)
         gone = ~torch.isin(have, want)
         if bool(gone.any()):
             cache.drop(torch.nonzero(gone).flatten())
             stats.dropped += int(gone.sum())
+            have = have[~gone]  # the kept rows keep their order
         if self.dropped_share(stream_id) > self.rebuild_share:
-            self._rebuild(stream_id, retained)
-
-    def scores(self, stream_id: str, retained: VisualTokens, prompt: Prompt) -> torch.Tensor:
-        """(N,) float32 score of every row of `retained`, in its order, from the synced cache."""
-        self.sync(stream_id, retained)
-        cache = self.caches[stream_id]
-        if len(retained) == 0:
-            return torch.empty(0, dtype=torch.float32)
-        have, want = self._codes(cache, retained)
-        order = torch.argsort(have)
-        position = order[torch.searchsorted(have[order], want)]  # cache row of each retained row
-        return cache.score(prompt)[position]
+            return self._rebuild(stream_id, retained)
+        return have, want
 
     def dropped_share(self, stream_id: str) -> float:
         """The largest share of a group's rows dropped since the group was built (0.0 without a cache)."""
@@ -175,9 +179,11 @@ class SelectorCaches:
         shares = [1.0 - len(g) / len(g.seen) for g in (cache.groups if cache else []) if g.seen is not None]
         return max(shares, default=0.0)
 
-    def _rebuild(self, stream_id: str, retained: PairedTokens) -> None:
-        self.caches[stream_id].rebuild(_layout_only(retained))
+    def _rebuild(self, stream_id: str, retained: PairedTokens) -> tuple[torch.Tensor, torch.Tensor]:
+        cache = self.caches[stream_id]
+        cache.rebuild(_layout_only(retained))
         self.stats[stream_id].rebuilds += 1
+        return self._codes(cache, retained)
 
     @staticmethod
     def _codes(cache: SelectorCache, retained: VisualTokens) -> tuple[torch.Tensor, torch.Tensor]:
