@@ -38,13 +38,11 @@ def needle_mask(tokens: VisualTokens, needles: list[Any], cell: int, tp: int) ->
     patch = tokens.kind == TokenKind.PATCH
     for n in needles:
         x, y, w, h = n.box
-        rows = range(y // cell, (y + h - 1) // cell + 1)
-        cols = range(x // cell, (x + w - 1) // cell + 1)
-        steps = {f // tp for f in n.frames}
-        in_time = torch.tensor([int(s) in steps for s in tokens.grid[:, 0].tolist()], dtype=torch.bool)
-        in_space = torch.tensor(
-            [r in rows and c in cols for r, c in tokens.grid[:, 1:].tolist()], dtype=torch.bool
-        )
+        row, col = tokens.grid[:, 1], tokens.grid[:, 2]
+        steps = torch.tensor(sorted({f // tp for f in n.frames}), dtype=tokens.grid.dtype)
+        in_time = torch.isin(tokens.grid[:, 0], steps)
+        in_space = (row >= y // cell) & (row <= (y + h - 1) // cell) & (col >= x // cell)
+        in_space &= col <= (x + w - 1) // cell
         mask |= patch & in_time & in_space
     return mask
 
