@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import transformers
 
 from flexselect.adapters.base import AdapterError, VideoLLMAdapter
 from flexselect.adapters.qwen_common import padded, sampled_fps, unravel_grid, video_metadata
@@ -20,11 +23,55 @@ class Qwen3VLAdapter(VideoLLMAdapter):
     model_types = ("qwen3_vl",)
     mrope = True
 
-    @property
+    @functools.cached_property
     def video_placeholder(self) -> str:
-        # transformers 5.x expands only the pad token, so the template's own vision start/end stay around
-        # the per-step layout (4.x replaced all three); we follow the pinned processor exactly.
-        return self.processor.video_token
+        """What the span replaces in the rendered template, as the installed processor decides it.
+
+        Releases differ: transformers 5.24 expands only the pad token, so the template's own vision start
+        and end stay around the per-step layout; 5.25 (like 4.x) replaces all three. The processor is asked
+        once, on a one-step probe video, and a layout this adapter does not build is refused by name.
+        """
+        start, pad, end = (
+            self.processor.vision_start_token,
+            self.processor.video_token,
+            self.processor.vision_end_token,
+        )
+        wrapper = start + pad + end
+        probe = self._probe_layout(wrapper)
+        keeps_outer = len(probe.ids) >= 2 and probe.ids[0] == probe.start_id and probe.ids[-2] == probe.end_id
+        span = probe.ids[1:-1] if keeps_outer else probe.ids
+        if span != probe.expected:
+            raise AdapterError(
+                f"transformers {transformers.__version__} lays out a Qwen3-VL video step as "
+                f"{self.tokenizer.decode(span)!r}, not as this adapter builds it "
+                f"({self.tokenizer.decode(probe.expected)!r}); the adapter must follow that processor"
+            )
+        return pad if keeps_outer else wrapper
+
+    def _probe_layout(self, wrapper: str) -> _LayoutProbe:
+        """The processor's ids for `wrapper` expanded around a one-step video, and what `encode` builds."""
+        tp = self.temporal_patch
+        side = int(self.config.vision_config.patch_size) * int(self.config.vision_config.spatial_merge_size)
+        frames = np.zeros((tp, side * 2, side * 2, 3), dtype=np.uint8)
+        times = np.arange(tp, dtype=np.float64) / 2.0
+        out = self.processor(
+            text=[wrapper],
+            videos=[frames],
+            videos_kwargs={"video_metadata": [video_metadata(frames, times)], "do_sample_frames": False},
+            return_tensors="pt",
+        )
+        steps, gh, gw = (int(v) for v in out["video_grid_thw"][0])
+        merge = int(self.config.vision_config.spatial_merge_size)
+        start_id = self.tokenizer.convert_tokens_to_ids(self.processor.vision_start_token)
+        end_id = self.tokenizer.convert_tokens_to_ids(self.processor.vision_end_token)
+        step_time = float(times.mean())
+        expected = [
+            *self._tokenize(f"<{step_time:.1f} seconds>").tolist(),
+            start_id,
+            *[int(self.config.video_token_id)] * (steps * (gh // merge) * (gw // merge)),
+            end_id,
+        ]
+        return _LayoutProbe(out["input_ids"][0].tolist(), expected, start_id, end_id)
 
     @property
     def temporal_patch(self) -> int:
@@ -122,6 +169,16 @@ class Qwen3VLAdapter(VideoLLMAdapter):
         if seq.deepstack is None:
             return {}
         return {"visual_pos_masks": seq.visual_mask, "deepstack_visual_embeds": list(seq.deepstack)}
+
+
+@dataclass(frozen=True)
+class _LayoutProbe:
+    """Token ids the processor produced for a probe video, and the ids `encode` builds for it."""
+
+    ids: list[int]
+    expected: list[int]
+    start_id: int
+    end_id: int
 
 
 def qwen3_vl_offsets(tokens: VisualTokens) -> tuple[torch.Tensor, int]:
