@@ -52,7 +52,9 @@ def _run_arguments() -> argparse.ArgumentParser:
     p.add_argument("--budget-mode", choices=("global", "per_group"))
     p.add_argument("--max-frames-per-group", type=_positive)
     p.add_argument("--max-new-tokens", type=_positive, help="default: the benchmark's (1, MLVU 16)")
-    p.add_argument("--limit", type=_positive, help="only the first N questions")
+    p.add_argument(
+        "--limit", type=_positive, help="answer only the first N questions (the summary covers all done)"
+    )
     p.add_argument("--retry-errors", action="store_true", help="rerun items whose line is an error")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--dtype", help="auto, float32, bfloat16 or float16 (default auto)")
@@ -124,8 +126,7 @@ def _items(args: argparse.Namespace, benchmark: Benchmark) -> list[Any]:
         items = benchmark.load(args.data)
     except (AnnotationError, OSError) as exc:
         raise UsageError(str(exc)) from None
-    items = unique_ids(items)
-    return items[: args.limit] if args.limit else items
+    return unique_ids(items)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         store = ResultStore(args.out, settings)
     except (ResultsError, OSError) as exc:
         raise UsageError(str(exc)) from None
-    todo = runner.pending(items, store.records(), retry_errors=args.retry_errors)
+    selected = items[: args.limit] if args.limit else items
+    todo = runner.pending(selected, store.records(), retry_errors=args.retry_errors)
     session = _session(settings, args.device) if todo else None
     summary = runner.run(
         benchmark,
@@ -155,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         store,
         retry_errors=args.retry_errors,
         progress=not args.no_progress,
+        limit=args.limit,
     )
     print(format_summary(summary))
     print(f"results: {args.out}")

@@ -32,6 +32,8 @@ class Benchmark:
         categories: the category keys reported, in table order.
         headline: "accuracy" (all items) or "m_avg" (mean of per-`macro_key` accuracies, MLVU's M-Avg).
         macro_key: the category averaged for "m_avg".
+        macro_labels: every label of `macro_key` the mean is over; one without scored items counts 0, as
+            in the paper's code and lmms-eval (the sum of accuracies is divided by all of them).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Benchmark:
     categories: tuple[str, ...]
     headline: Literal["accuracy", "m_avg"] = "accuracy"
     macro_key: str | None = None
+    macro_labels: tuple[str, ...] = ()
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -76,6 +79,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             mlvu.CATEGORIES,
             headline="m_avg",
             macro_key="task_type",
+            macro_labels=mlvu.TASKS,
         ),
         Benchmark(
             "longvideobench",

@@ -20,20 +20,25 @@ class EvalItem:
         video: the video file the question is about (may not exist: reported per item).
         question: the question stem, without its options.
         options: option letter -> option text, in the benchmark's order.
-        answer: the correct letter.
+        answer: the correct letter; None where the official scorer's gold letter is no option (an MLVU
+            answer text that matches no candidate): the item is answered and always counts as wrong.
         categories: the benchmark's reporting categories, e.g. {"duration": "long", "task_type": "OCR"}.
         subtitles: the item's subtitle file (subtitle variants only); parsed when the prompt is built.
         subtitle_offset: seconds subtracted from subtitle times to reach video time (LongVideoBench).
+        note: how an irregular official record was scored (written to its items.jsonl line and the summary).
+        video_hint: where the video is expected and how to get it there, added to a "video not found" error.
     """
 
     id: str
     video: Path
     question: str
     options: dict[str, str]
-    answer: str
+    answer: str | None
     categories: dict[str, Category] = field(default_factory=dict)
     subtitles: Path | None = None
     subtitle_offset: float = 0.0
+    note: str | None = None
+    video_hint: str | None = None
 
 
 @dataclass(frozen=True)

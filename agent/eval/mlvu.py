@@ -10,6 +10,14 @@ alone, e.g. video/plotQA/, are found too.) Record fields used: video, question, 
 texts), answer (the correct option's text). An item's task_type is its file's task name (plotQA, needle,
 ego, count, order, anomaly_reco, topic_reasoning), the labels lmms-eval averages for M-Avg. Records carry
 no id: an item's id is "<task file stem>/<index in the file>".
+
+The gold letter is found as MLVU's own scorer finds it (FlagOpen/FlagEmbedding
+MLVU/evaluation/multiple_choice_evaluation/choice_bench.py, `qa_template`; VLMEvalKit
+vlmeval/dataset/mlvu.py does the same): the LAST candidate whose text equals the answer. Records that
+scorer counts although they are irregular (the answer text repeated among the candidates, an empty
+candidate, an answer text matching no candidate, whose gold letter there is "@" so it is always wrong) are
+evaluated the same way, each with a note saying how it was scored. A task file that is not JSON becomes
+one error for that task; the other tasks still run.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.eval.items import AnnotationError, BadRecord, EvalItem, RecordError, checked, lettered, require
+from agent.eval.items import AnnotationError, BadRecord, EvalItem, RecordError, lettered, require
 
 TASK_FILES = (
     "1_plotQA",
@@ -29,6 +37,7 @@ TASK_FILES = (
     "6_anomaly_reco",
     "7_topic_reasoning",
 )
+TASKS = tuple(stem.split("_", 1)[1] for stem in TASK_FILES)  # the seven labels M-Avg averages over
 CATEGORIES = ("task_type",)
 MAX_NEW_TOKENS = 16  # mlvu_dev.yaml generation_kwargs
 # The paper's lmms-eval fork (eval/lmms_eval/tasks/mlvu_new, task mlvu_dev).
@@ -54,9 +63,10 @@ def load(root: Path) -> list[EvalItem | BadRecord]:
     for stem in present:
         task = stem.split("_", 1)[1]
         try:
-            records = json.loads((base / "json" / f"{stem}.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise AnnotationError(f"{stem}.json is not JSON: {exc}") from None
+            records = _task_records(base / "json" / f"{stem}.json")
+        except RecordError as exc:
+            items.append(BadRecord(stem, f"{exc}; none of its questions is evaluated", {"task_type": task}))
+            continue
         for index, record in enumerate(records):
             rid = f"{stem}/{index}"
             try:
@@ -66,28 +76,65 @@ def load(root: Path) -> list[EvalItem | BadRecord]:
     return items
 
 
+def _task_records(path: Path) -> list[Any]:
+    """The list of question records of one task file (a `RecordError` when it is not one)."""
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordError(f"task file {path.name} is not JSON ({exc})") from None
+    if not isinstance(records, list):
+        kind = type(records).__name__
+        raise RecordError(f"task file {path.name} holds {kind}, expected a list of questions")
+    return records
+
+
 def _item(base: Path, stem: str, task: str, record: Any, rid: str) -> EvalItem:
     if not isinstance(record, dict):
         raise RecordError(f"the record is {type(record).__name__}, expected an object")
     candidates = [str(c) for c in require(record, "candidates", list)]  # type: ignore[union-attr]
+    if not candidates:
+        raise RecordError("the record has no candidates")
     answer = str(require(record, "answer", (str, int, float)))
-    if answer not in candidates:
-        raise RecordError(f"the answer {answer!r} is not one of the candidates")
     video = str(require(record, "video", str))
     path = base / "video" / stem / video
     if not path.is_file() and (base / "video" / task / video).is_file():
         path = base / "video" / task / video
     options = lettered(candidates)
-    return checked(
-        EvalItem(
-            id=rid,
-            video=path,
-            question=str(require(record, "question", str)).strip(),
-            options=options,
-            answer=next(letter for letter, text in options.items() if text == answer),
-            categories={"task_type": task},
-        )
+    gold, note = gold_letter(options, answer)
+    return EvalItem(
+        id=rid,
+        video=path,
+        question=str(require(record, "question", str)).strip(),
+        options=options,
+        answer=gold,
+        categories={"task_type": task},
+        note=note,
     )
+
+
+def gold_letter(options: dict[str, str], answer: str) -> tuple[str | None, str | None]:
+    """The gold letter as MLVU's choice_bench.py finds it, and a note when the record is irregular.
+
+    choice_bench.py's `qa_template` walks the candidates and keeps the index of the last one equal to the
+    answer text (-1, rendered "@", when none is), then scores a prediction against that letter.
+    """
+    matches = [letter for letter, text in options.items() if text == answer]
+    notes = []
+    empty = [letter for letter, text in options.items() if not text.strip()]
+    if empty:
+        notes.append(f"option {', '.join(empty)} is empty and is shown empty, as choice_bench.py does")
+    if not matches:
+        notes.append(
+            f"the answer {answer!r} matches no candidate: choice_bench.py's gold letter is then '@', which "
+            "no reply can match, so the item is answered and counts as wrong"
+        )
+        return None, "; ".join(notes)
+    if len(matches) > 1:
+        notes.append(
+            f"the answer text is candidates {', '.join(matches)}: the gold letter is the last, "
+            f"{matches[-1]}, as in choice_bench.py and VLMEvalKit"
+        )
+    return matches[-1], "; ".join(notes) or None
 
 
 def prompt(item: EvalItem, subtitles: list[str] | None = None) -> str:

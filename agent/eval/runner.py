@@ -2,7 +2,9 @@
 
 Every item ends as exactly one line in items.jsonl, an answer or an error (malformed record, missing
 or unreadable video, unreadable subtitles, a model failure), so a bad item never stops the run and a
-rerun with the same --out resumes where the last one stopped.
+rerun with the same --out resumes where the last one stopped. The summary always covers every item of the
+benchmark done so far, so a `--limit` rerun never hides a larger run's results; the progress bar's
+accuracy counts the resumed items too.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def evaluate(item: EvalItem | BadRecord, benchmark: Benchmark, session: Session)
     if isinstance(item, BadRecord):
         return error_line(item, "annotation", item.message)
     if not item.video.is_file():
-        return error_line(item, "video", f"video not found: {item.video}")
+        hint = f" ({item.video_hint})" if item.video_hint else ""
+        return error_line(item, "video", f"video not found: {item.video}{hint}", **_note(item))
     start = time.perf_counter()
     try:
         video, cached = session.video(item.video)
@@ -67,7 +70,7 @@ def evaluate(item: EvalItem | BadRecord, benchmark: Benchmark, session: Session)
             raise ItemFailure("subtitles", f"cannot read subtitles {item.subtitles}: {exc}") from None
         result = session.answer(video, benchmark.prompt(item, shown))
     except ItemFailure as exc:
-        return error_line(item, exc.stage, str(exc), video=str(item.video))
+        return error_line(item, exc.stage, str(exc), video=str(item.video), **_note(item))
     elapsed = (time.perf_counter() - start) * 1e3
     choice = extract_choice(result.answer, item.options)
     timings = {
@@ -83,7 +86,7 @@ def evaluate(item: EvalItem | BadRecord, benchmark: Benchmark, session: Session)
         "answer": item.answer,
         "prediction": choice.letter,
         "extracted_by": choice.method,
-        "correct": choice.letter == item.answer,
+        "correct": item.answer is not None and choice.letter == item.answer,
         "response": result.answer,
         "frames": len(video.times),
         "subtitle_lines": None if shown is None else len(shown),
@@ -92,7 +95,13 @@ def evaluate(item: EvalItem | BadRecord, benchmark: Benchmark, session: Session)
         "video_cached": cached,
         "time_ms": round(elapsed, 2),
         "timings_ms": {k: round(v, 2) for k, v in timings.items()},
+        **_note(item),
     }
+
+
+def _note(item: EvalItem) -> dict[str, str]:
+    """The line's "note" field for an irregular official record (absent otherwise)."""
+    return {"note": item.note} if item.note else {}
 
 
 def run(
@@ -103,21 +112,29 @@ def run(
     *,
     retry_errors: bool = False,
     progress: bool = True,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every pending item, appending a line each, then write and return summary.json's content."""
+    """Evaluate the pending items among the first `limit` (all by default), appending a line each, then
+    write and return summary.json's content, which covers every item of `items` done so far."""
     done = store.records()
-    todo = pending(items, done, retry_errors=retry_errors)
+    selected = items[:limit] if limit else items
+    todo = pending(selected, done, retry_errors=retry_errors)
+    todo_ids = {item.id for item in todo}
+    earlier = [done[item.id] for item in selected if item.id in done and item.id not in todo_ids]
+    scored = sum(1 for r in earlier if r.get("status") == "ok")
+    correct = sum(1 for r in earlier if r.get("status") == "ok" and r.get("correct"))
     bar = tqdm(
-        total=len(items),
-        initial=len(items) - len(todo),
+        total=len(selected),
+        initial=len(selected) - len(todo),
         desc=benchmark.name,
         unit="item",
         file=sys.stderr,
         disable=not progress,
         dynamic_ncols=True,
     )
-    correct = scored = 0
     with bar:
+        if scored:
+            bar.set_postfix(acc=f"{100 * correct / scored:.1f}%", refresh=False)
         for item in todo:
             line = evaluate(item, benchmark, session)
             store.append(line)

@@ -2,7 +2,10 @@
 
 Accuracy counts the scored items (errors are counted apart, never as wrong answers); an item with several
 labels in one category (LVBench question types) counts once under each, as the official scorer does.
-MLVU's headline M-Avg is the mean of its per-task accuracies.
+MLVU's headline M-Avg is the sum of its seven per-task accuracies divided by seven, a task without scored
+items counting 0, as the paper's code (`mlvu_aggregate_results_dev` in its lmms-eval fork) and lmms-eval
+compute it. A summary always says whether the run is partial (items not run, errors, tasks missing) and
+lists the irregular official records with how each was scored.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.eval.benchmarks import Benchmark
+
+NOTES_SHOWN = 20  # irregular records listed in the printed table (all are in summary.json)
 
 
 @dataclass
@@ -68,11 +73,46 @@ def tally(
 
 
 def headline(benchmark: Benchmark, overall: Tally, per: dict[str, dict[str, Tally]]) -> float | None:
-    """The number the paper reports: accuracy, or for MLVU the mean of per-task accuracies."""
+    """The number the paper reports: accuracy, or for MLVU the per-task accuracies summed over all seven
+    tasks and divided by seven (a task without scored items counts 0); None when nothing was scored."""
     if benchmark.headline == "m_avg" and benchmark.macro_key:
-        accs = [t.accuracy for t in per[benchmark.macro_key].values() if t.accuracy is not None]
-        return sum(accs) / len(accs) if accs else None
+        tallies = per[benchmark.macro_key]
+        labels = benchmark.macro_labels or tuple(tallies)
+        if not overall.n or not labels:
+            return None
+        return sum(_accuracy_or_zero(tallies.get(label)) for label in labels) / len(labels)
     return overall.accuracy
+
+
+def missing_labels(benchmark: Benchmark, per: dict[str, dict[str, Tally]]) -> list[str]:
+    """The M-Avg labels (MLVU tasks) without a scored item: each counts 0 in the headline."""
+    if benchmark.headline != "m_avg" or not benchmark.macro_key:
+        return []
+    tallies = per[benchmark.macro_key]
+    return [label for label in benchmark.macro_labels if not _n(tallies.get(label))]
+
+
+def partial_reasons(
+    benchmark: Benchmark, per: dict[str, dict[str, Tally]], *, items: int, done: int, errors: int
+) -> list[str]:
+    """Why a run's numbers are not the whole benchmark's (empty for a complete run)."""
+    reasons = []
+    if items > done:
+        reasons.append(f"{items - done} of {items} items not run")
+    if errors:
+        reasons.append(f"{errors} items are errors, not scored")
+    if missing := missing_labels(benchmark, per):
+        labels = ", ".join(missing)
+        reasons.append(f"no scored items for {benchmark.macro_key} {labels} (each counts 0 in M-Avg)")
+    return reasons
+
+
+def _accuracy_or_zero(t: Tally | None) -> float:
+    return t.accuracy or 0.0 if t is not None else 0.0
+
+
+def _n(t: Tally | None) -> int:
+    return t.n if t is not None else 0
 
 
 def summarize(
@@ -82,6 +122,11 @@ def summarize(
     overall, per = tally(records.values(), benchmark.categories)
     errors = [r for r in records.values() if r.get("status") == "error"]
     scored = [r for r in records.values() if r.get("status") == "ok"]
+    reasons = partial_reasons(benchmark, per, items=items, done=len(records), errors=len(errors))
+    value = _round(headline(benchmark, overall, per))
+    metric: dict[str, Any] = {"metric": benchmark.headline, "value": value}
+    if benchmark.headline == "m_avg":
+        metric["divided_by"] = len(benchmark.macro_labels)
     return {
         "benchmark": benchmark.name,
         "title": benchmark.title,
@@ -92,10 +137,9 @@ def summarize(
         "errors": len(errors),
         "errors_by_stage": dict(Counter(str(r.get("stage")) for r in errors)),
         "unanswered": sum(1 for r in scored if r.get("prediction") is None),
-        "headline": {
-            "metric": benchmark.headline,
-            "value": _round(headline(benchmark, overall, per)),
-        },
+        "complete": not reasons,
+        "partial": reasons,
+        "headline": metric,
         "accuracy": _round(overall.accuracy),
         "mean_time_ms": _round(overall.mean_time_ms),
         "mean_kept_tokens": _round(_mean(r.get("kept_tokens") for r in scored)),
@@ -103,6 +147,7 @@ def summarize(
         "categories": {
             key: {label: t.as_dict() for label, t in sorted(per[key].items())} for key in benchmark.categories
         },
+        "annotation_notes": {k: r["note"] for k, r in records.items() if r.get("note")},
     }
 
 
@@ -116,8 +161,14 @@ def format_summary(summary: dict[str, Any]) -> str:
     )
     metric = summary["headline"]
     lines = [head]
+    if summary["partial"]:
+        lines.append(f"PARTIAL RUN, not comparable with the paper: {'; '.join(summary['partial'])}")
     if metric["metric"] == "m_avg":
-        lines.append(f"M-Avg (mean of the per-task accuracies): {_pct(metric['value'])}")
+        divisor = metric["divided_by"]
+        lines.append(
+            f"M-Avg (the {divisor} task accuracies summed / {divisor}, a task without scored items "
+            f"counting 0): {_pct(metric['value'])}"
+        )
     rows = [("overall", "", summary["scored"], summary["accuracy"], summary["mean_time_ms"])]
     for key, values in summary["categories"].items():
         rows += [(key, label, t["n"], t["accuracy"], t["mean_time_ms"]) for label, t in values.items()]
@@ -125,6 +176,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"{'category':<18} {'value':<{width}} {'n':>6} {'acc %':>7} {'ms/item':>9}")
     for key, label, n, acc, ms in rows:
         lines.append(f"{key:<18} {label:<{width}} {n:>6} {_pct(acc):>7} {_ms(ms):>9}")
+    notes = summary["annotation_notes"]
+    if notes:
+        lines.append(f"{len(notes)} irregular official records, scored as the official scorer does:")
+        lines += [f"  {item}: {note}" for item, note in list(notes.items())[:NOTES_SHOWN]]
+        if len(notes) > NOTES_SHOWN:
+            lines.append(f"  ... {len(notes) - NOTES_SHOWN} more in summary.json (annotation_notes)")
     return "\n".join(lines)
 
 

@@ -205,3 +205,43 @@ ITEM_COUNTS = {
     "longvideobench_sub": 3,
     "lvbench": 3,
 }
+
+
+# ------------------------------------------------ official records the official scorers count as-is
+# MLVU dev records (MLVU/json/<N>_<task>.json) with the irregularities of official dev items that MLVU's
+# choice_bench.py (FlagOpen/FlagEmbedding MLVU/evaluation/multiple_choice_evaluation/choice_bench.py) still
+# scores: the answer text repeated among the candidates (1_plotQA 335, 387, 493; 6_anomaly_reco 66;
+# 7_topic_reasoning 163), an empty candidate (1_plotQA 23), an answer that matches no candidate. The texts
+# are made up; the layout and the kind of defect are the official records'.
+MLVU_REPEATED = mlvu_record("a.mp4", answer="red", candidates=["red", "blue", "red", "green"])
+MLVU_EMPTY_OPTION = mlvu_record("a.mp4", answer="blue", candidates=["red", "", "blue", "green"])
+MLVU_NO_MATCH = mlvu_record("a.mp4", answer="Blue ", candidates=["red", "Blue", "green", "white"])
+
+
+def write_mlvu_irregular(root: Path, clips: list[Path]) -> Path:
+    """DIR/MLVU with 1_plotQA holding one regular and the three irregular records, 4_count one record."""
+    write_mlvu(root, clips)
+    records = [mlvu_record("a.mp4"), MLVU_REPEATED, MLVU_EMPTY_OPTION, MLVU_NO_MATCH]
+    (root / "MLVU" / "json" / "1_plotQA.json").write_text(json.dumps(records))
+    return root
+
+
+# LVBench as its repository lays it out after its own steps (THUDM/LVBench data/README.md and
+# scripts/download.sh): data/video_info.meta.jsonl, and scripts/videos/<shard>/<number>.mp4 written by
+# video2dataset --output_format files, each with a .json holding the sample's "url", "key" and "status".
+def write_lvbench_repository(root: Path, clips: list[Path]) -> Path:
+    """The LVBench repository root: keyA downloaded as 000000005 with a .json naming it (the .json, not
+    the number, says which video it is), keyB as 000000001 (its line's number) without a .json, and keyC
+    listed in the metadata but never downloaded."""
+    flat = write_lvbench(root / "flat", clips)
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    meta = (flat / "video_info.meta.jsonl").read_text().splitlines()
+    extra = {"key": "keyC", "type": "news", "video_info": {}, "qa": [lvbench_qa(31, "B")]}
+    (root / "data" / "video_info.meta.jsonl").write_text("\n".join([*meta, json.dumps(extra)]) + "\n")
+    shard = root / "scripts" / "videos" / "00000"
+    place(clips[0], shard / "000000005.mp4")
+    sample = {"url": "https://www.youtube.com/watch?v=keyA", "key": "000000005", "status": "success"}
+    (shard / "000000005.json").write_text(json.dumps(sample))
+    place(clips[1], shard / "000000001.mp4")
+    shutil.rmtree(flat)
+    return root

@@ -88,13 +88,11 @@ def test_mlvu_answer_text_becomes_its_candidate_letter(tmp_path, clips):
     assert items[2].options == {"A": "1", "B": "2", "C": "3", "D": "4"}
 
 
-def test_mlvu_answer_missing_from_the_candidates_is_a_bad_record(tmp_path, clips):
+def test_mlvu_record_without_candidates_is_a_bad_record(tmp_path, clips):
     root = write_mlvu(tmp_path, clips)
-    (root / "MLVU" / "json" / "1_plotQA.json").write_text(json.dumps([mlvu_record("a.mp4", answer="pink")]))
+    (root / "MLVU" / "json" / "1_plotQA.json").write_text(json.dumps([mlvu_record("a.mp4", candidates=None)]))
     assert mlvu.load(root)[0] == BadRecord(
-        "1_plotQA/0",
-        "malformed annotation record: the answer 'pink' is not one of the candidates",
-        {"task_type": "plotQA"},
+        "1_plotQA/0", "malformed annotation record: the record has no 'candidates'", {"task_type": "plotQA"}
     )
 
 
