@@ -100,15 +100,21 @@ def _item(base: Path, stem: str, task: str, record: Any, rid: str) -> EvalItem:
     if not path.is_file() and (base / "video" / task / video).is_file():
         path = base / "video" / task / video
     options = lettered(candidates)
+    question = str(require(record, "question", str)).strip()
     gold, note = gold_letter(options, answer)
+    notes = [note] if note else []
+    if not question:
+        notes.append("the question is empty and is asked empty, as choice_bench.py does")
+    if len(options) < 2:
+        notes.append("the record has a single candidate and is asked as it is, as choice_bench.py does")
     return EvalItem(
         id=rid,
         video=path,
-        question=str(require(record, "question", str)).strip(),
+        question=question,
         options=options,
         answer=gold,
         categories={"task_type": task},
-        note=note,
+        note="; ".join(notes) or None,
     )
 
 

@@ -50,6 +50,18 @@ def test_mlvu_answer_matching_no_candidate_is_answered_and_always_wrong(tmp_path
     )
 
 
+def test_mlvu_record_with_an_empty_question_and_one_candidate_is_asked_as_it_is(tmp_path, clips):
+    root = write_mlvu(tmp_path, clips)
+    record = mlvu_record("a.mp4", question=" ", candidates=["red"])
+    (root / "MLVU" / "json" / "1_plotQA.json").write_text(json.dumps([record]))
+    item = mlvu.load(root)[0]
+    assert (item.question, item.options, item.answer) == ("", {"A": "red"}, "A")
+    assert item.note == (
+        "the question is empty and is asked empty, as choice_bench.py does; "
+        "the record has a single candidate and is asked as it is, as choice_bench.py does"
+    )
+
+
 def test_a_regular_mlvu_record_has_no_note(tmp_path, clips):
     item = mlvu.load(write_mlvu_irregular(tmp_path, clips))[0]
     assert (item.answer, item.note) == ("A", None)
