@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.cli import UsageError
 from agent.models import resolve_model
+from agent.recipes import RECIPE_FILE
 from agent.selector import resolve_selector
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ def _positive(args: argparse.Namespace, names: tuple[str, ...]) -> None:
 
 
 def _recipe(args: argparse.Namespace) -> Any:
-    from agent.selector.recipe import PRESETS, RECIPE_FILE, SelectorRecipe, saved_recipe
+    from agent.selector.recipe import PRESETS, SelectorRecipe, saved_recipe
 
     if args.resume:
         if not (args.out / RECIPE_FILE).is_file():

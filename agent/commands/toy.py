@@ -12,6 +12,7 @@ from typing import Any
 
 from agent.cli import UsageError
 from agent.models import resolve_model
+from agent.recipes import RECIPE_FILE
 
 KINDS = ("color", "shape", "place", "count", "when")
 
@@ -62,7 +63,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Train (or resume) into --out; 0 when the run ends."""
     import torch
 
-    from agent.toy.recipe import RECIPE_FILE, ToyRecipe, saved_recipe, train_toy
+    from agent.toy.recipe import ToyRecipe, saved_recipe, train_toy
 
     for name in ("steps", "minutes", "seed"):
         value = getattr(args, name)

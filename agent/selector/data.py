@@ -192,12 +192,3 @@ class AnnotatedVideos:
             "frames": self.frames,
         }
 
-
-def world_video_annotations(
-    directory: Path, *, count: int, frames: int, size: int, seed: int, kinds: tuple[str, ...]
-) -> list[Annotation]:
-    """Write `count` seeded world videos (mp4 + truth) into `directory`, one question each, as annotations."""
-    from agent.toy.videos import WorldVideos, write_cases
-
-    cases = write_cases(directory, WorldVideos(frames=frames, size=size), count=count, seed=seed, kinds=kinds)
-    return [Annotation(c.video, c.question.question, c.question.answer) for c in cases]

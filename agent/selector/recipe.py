@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -15,19 +14,20 @@ import torch
 from tqdm.auto import tqdm
 
 from agent.models import resolve_model
+from agent.recipes import read_recipe, recipe_saver
 from agent.selector.data import ExampleSource, WorldClips
 from flexselect.adapters import VideoLLMAdapter
 from flexselect.config import Aggregation
 from flexselect.lite import QWEN2_5_0_5B, QWEN2_5_0_5B_1D, DecoderShape, LiteSelector, encode_with_features
 from flexselect.lite.config import MROPE_FAMILIES
 from flexselect.ranking import ReferenceScorer
+from flexselect.training.checkpoint import config_from_json
 from flexselect.training.data import TeacherSample, TeacherStore, fill, teacher_sample
+from flexselect.training.distill import TrainConfig, train
 from flexselect.training.metrics import predictions, rank_metrics
-from flexselect.training.train import TrainConfig, train
 from flexselect.types import VisualTokens
 
 logger = logging.getLogger(__name__)
-RECIPE_FILE = "recipe.json"
 HELDOUT_SEED = 770_077  # held-out world clips; training clips use the recipe's seed
 RECALL_KS = (1, 2, 4, 8, 16, 32)  # the card reports recall of the teacher's top-K at each
 
@@ -102,8 +102,8 @@ class SelectorRecipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SelectorRecipe:
-        train_cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in data["train"].items()}
-        return cls(**{**data, "train": TrainConfig(**train_cfg), "lengths": tuple(data["lengths"])})
+        train = config_from_json(TrainConfig, data["train"])
+        return cls(**{**data, "train": train, "lengths": tuple(data["lengths"])})
 
 
 def fingerprint(name: str) -> str | None:
@@ -202,11 +202,6 @@ def train_selector(
         extra={"base_weights": key["weights"]},
     ).to(adapter.device)
 
-    def saved(directory: Path) -> None:
-        (directory / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
-        if on_save is not None:
-            on_save(directory)
-
     return train(
         selector,
         config=recipe.train,
@@ -216,13 +211,13 @@ def train_selector(
         resume=resume,
         progress=progress,
         stop_at=stop_at,
-        on_save=saved,
+        on_save=recipe_saver(recipe, then=on_save),
     )
 
 
 def saved_recipe(directory: Path) -> SelectorRecipe:
     """The recipe a selector directory was trained with."""
-    return SelectorRecipe.from_dict(json.loads((directory / RECIPE_FILE).read_text()))
+    return SelectorRecipe.from_dict(read_recipe(directory))
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -12,15 +11,16 @@ from typing import Any
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
+from agent.recipes import read_recipe, recipe_saver
 from agent.toy.data import EVIDENCE_CLASSES, TOKEN_CLASSES, Labelled, ToyData, ToyDataConfig
 from flexselect.toy.batch import ToyTextCodec, answers_correct, collate, forward
 from flexselect.toy.model import ToyModelConfig, build_toy_model, build_toy_processor
 from flexselect.toy.tokenizer import build_word_tokenizer
 from flexselect.toy.train import TrainConfig, train
+from flexselect.training.checkpoint import config_from_json
 from streams.synth import WORDS
 
 logger = logging.getLogger(__name__)
-RECIPE_FILE = "recipe.json"
 EVAL_SEED = 12345  # held-out clips; training streams are keyed by (seed, step)
 
 
@@ -70,11 +70,10 @@ class ToyRecipe:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ToyRecipe:
         """Inverse of `to_dict`."""
-        train_cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in data["train"].items()}
         return cls(
             model=ToyModelConfig.from_dict(data["model"]),
             data=ToyDataConfig.from_dict(data["data"]),
-            train=TrainConfig(**train_cfg),
+            train=config_from_json(TrainConfig, data["train"]),
             eval_clips=int(data["eval_clips"]),
             eval_long_clips=int(data["eval_long_clips"]),
         )
@@ -118,10 +117,6 @@ def train_toy(out: Path, recipe: ToyRecipe, *, resume: bool = False, progress: b
         metrics["acc64_aug"] = accuracy_by_kind(m, codec, long, tps)["all"]
         return metrics
 
-    def on_save(directory: Path) -> None:
-        processor.save_pretrained(directory)
-        (directory / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
-
     return train(
         model,
         config=recipe.train,
@@ -129,11 +124,11 @@ def train_toy(out: Path, recipe: ToyRecipe, *, resume: bool = False, progress: b
         evaluate=evaluate,
         out=out,
         resume=resume,
-        on_save=on_save,
+        on_save=recipe_saver(recipe, then=processor.save_pretrained),
         progress=progress,
     )
 
 
 def saved_recipe(directory: Path) -> ToyRecipe:
     """The recipe a checkpoint directory was trained with."""
-    return ToyRecipe.from_dict(json.loads((directory / RECIPE_FILE).read_text()))
+    return ToyRecipe.from_dict(read_recipe(directory))

@@ -1,30 +1,26 @@
-"""One readable training loop for the toy model: seeded, resumable, with a progress bar and held-out checks.
+"""The toy model's training on the shared loop: its settings, its auxiliary losses and its task.
 
 The caller supplies `batch_at(step)`, a pure function of the step (so a resumed run sees exactly the batches
-an uninterrupted one would), and `evaluate(model)`, which returns held-out metrics. No randomness is drawn
-inside the loop, so the same seed, steps and thread count give the same losses, resumed or not.
+an uninterrupted one would), and `evaluate(model)`, which returns held-out metrics. This module adds the
+toy's loss (answer cross-entropy plus optional auxiliary probe and evidence-attention losses); schedule,
+optimizer, checkpointing and resuming are `flexselect.training.loop`'s.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import sys
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import Qwen2_5_VLForConditionalGeneration
 
 from flexselect.toy.batch import IGNORE, ToyBatch, ToyForward, answers_correct, forward, visual_rows
-from flexselect.toy.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-
-logger = logging.getLogger(__name__)
+from flexselect.training.checkpoint import config_to_json
+from flexselect.training.loop import LoopConfig, run
 
 
 @dataclass(frozen=True)
@@ -71,15 +67,7 @@ class TrainConfig:
     evidence_classes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.warmup < 0 or self.eval_every < 1 or self.save_every < 1:
-            raise ValueError(
-                f"need steps >= 1, warmup >= 0, eval_every >= 1, save_every >= 1; got {self.steps}, "
-                f"{self.warmup}, {self.eval_every}, {self.save_every}"
-            )
-        if not 0 < self.min_lr <= self.lr:
-            raise ValueError(f"need 0 < min_lr <= lr, got {self.min_lr} and {self.lr}")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"minutes must be positive, got {self.minutes}")
+        self.loop()  # checks the loop's settings
         if self.aux_weight < 0 or (self.aux_weight > 0 and not self.aux_classes):
             raise ValueError(f"aux_weight {self.aux_weight} needs to be >= 0, and > 0 only with aux_classes")
         if self.evidence_weight < 0 or (self.evidence_weight > 0 and not self.evidence_classes):
@@ -89,7 +77,22 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return config_to_json(self)
+
+    def loop(self) -> LoopConfig:
+        """The loop's settings."""
+        return LoopConfig(
+            steps=self.steps,
+            lr=self.lr,
+            min_lr=self.min_lr,
+            warmup=self.warmup,
+            weight_decay=self.weight_decay,
+            betas=self.betas,
+            grad_clip=self.grad_clip,
+            eval_every=self.eval_every,
+            save_every=self.save_every,
+            minutes=self.minutes,
+        )
 
 
 class TokenProbe(nn.Module):
@@ -193,22 +196,6 @@ def step_losses(
     return result, loss, aux
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """Linear warm-up to `lr`, then cosine decay to `min_lr` at `steps`."""
-    if step < config.warmup:
-        return config.lr * (step + 1) / config.warmup
-    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
-    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (norms, biases and gains are not decayed)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    other = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, foreach=False)
-
-
 def train(
     model: Qwen2_5_VLForConditionalGeneration,
     *,
@@ -232,82 +219,58 @@ def train(
         on_save: called after each checkpoint is written (e.g. to save the processor beside it).
         progress: show a tqdm progress bar.
     """
-    # ---- setup: auxiliary probe, optimizer, and the resumed position if any
-    extras: dict[str, nn.Module] = {}
-    hidden_size = model.config.text_config.hidden_size
-    if config.aux_weight > 0:
-        extras["probe"] = TokenProbe(hidden_size, config.aux_classes)
-    if config.evidence_weight > 0:
-        extras["evidence_probe"] = TokenProbe(hidden_size, config.evidence_classes)
-    trainable = nn.ModuleDict({"model": model, **extras})
-    optimizer = make_optimizer(trainable, config)
-    state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "history": [], "config": config.to_dict()}
-    if resume and has_checkpoint(out):
-        state = load_checkpoint(out, model, optimizer, extras)
-        logger.info("resumed from %s at step %d (%.0f s trained)", out, state["step"], state["elapsed_s"])
-    start, started_at = state["step"], time.perf_counter() - state["elapsed_s"]
-    window: list[tuple[float, float, float]] = []  # (answer loss, accuracy, auxiliary loss) since last log
-    bar = tqdm(total=config.steps, initial=start, disable=not progress, desc="train", unit="step")
-    step = start
-    while step < config.steps:
-        # ---- data
-        batch = batch_at(step)
-        # ---- forward / backward
-        trainable.train()
-        lr = learning_rate(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        result, loss, aux = step_losses(model, extras, batch, config)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable.parameters(), config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
+    task = ToyTask(model, config, batch_at, evaluate)
+    return run(
+        task,
+        config.loop(),
+        out=out,
+        resume=resume,
+        progress=progress,
+        on_save=on_save,
+        settings=config.to_dict(),
+    )
+
+
+class ToyTask:
+    """The toy's part of the loop: one batch per step, the answer loss plus auxiliary losses, its metrics.
+
+    The auxiliary probes are training-only modules (`extras`): checkpointed for resuming, never shipped.
+    """
+
+    def __init__(
+        self,
+        model: Qwen2_5_VLForConditionalGeneration,
+        config: TrainConfig,
+        batch_at: Callable[[int], ToyBatch],
+        evaluate: Callable[[Qwen2_5_VLForConditionalGeneration], dict[str, float]],
+    ) -> None:
+        self.model, self.config = model, config
+        self.batch_at, self.evaluate_model = batch_at, evaluate
+        self.extras: dict[str, nn.Module] = {}
+        hidden_size = model.config.text_config.hidden_size
+        if config.aux_weight > 0:
+            self.extras["probe"] = TokenProbe(hidden_size, config.aux_classes).to(model.device)
+        if config.evidence_weight > 0:
+            self.extras["evidence_probe"] = TokenProbe(hidden_size, config.evidence_classes).to(model.device)
+
+    def batches(self, step: int) -> list[ToyBatch]:
+        """The step's one batch."""
+        return [self.batch_at(step)]
+
+    def loss(self, batch: ToyBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """The total loss, and the answer loss, answer accuracy and auxiliary losses to log."""
+        result, loss, aux = step_losses(self.model, self.extras, batch, self.config)
         hits = answers_correct(result.output.logits, batch.labels).float().mean().item()
-        window.append((result.output.loss.item(), hits, aux.item()))
-        bar.update(1)
-        bar.set_postfix(loss=f"{window[-1][0]:.3f}", lr=f"{lr:.1e}")
-        # ---- held-out evaluation and logging
-        elapsed = time.perf_counter() - started_at
-        out_of_time = config.minutes is not None and elapsed >= 60 * config.minutes
-        done = step == config.steps or out_of_time
-        if step % config.eval_every == 0 or done:
-            record = _log(model, evaluate, step, lr, elapsed, window)
-            state["history"].append(record)
-            window = []
-        # ---- checkpoint
-        if step % config.save_every == 0 or done:
-            state.update(step=step, elapsed_s=time.perf_counter() - started_at)
-            save_checkpoint(out, model, optimizer, state, extras)
-            if on_save is not None:
-                on_save(out)
-        if out_of_time:
-            logger.info("stopping at step %d: the %.1f minute budget is spent", step, config.minutes)
-            break
-    bar.close()
-    return state
+        return loss, {"train_loss": result.output.loss.item(), "train_accuracy": hits, "aux_loss": aux.item()}
 
+    def evaluate(self, step: int) -> dict[str, float]:
+        """The caller's held-out metrics."""
+        return self.evaluate_model(self.model)
 
-def _log(
-    model: Qwen2_5_VLForConditionalGeneration,
-    evaluate: Callable[[Qwen2_5_VLForConditionalGeneration], dict[str, float]],
-    step: int,
-    lr: float,
-    elapsed: float,
-    window: list[tuple[float, float, float]],
-) -> dict[str, Any]:
-    model.eval()
-    with torch.no_grad():
-        metrics = evaluate(model)
-    n = max(1, len(window))
-    record = {
-        "step": step,
-        "seconds": round(elapsed, 1),
-        "lr": lr,
-        "train_loss": sum(w[0] for w in window) / n,
-        "train_accuracy": sum(w[1] for w in window) / n,
-        "aux_loss": sum(w[2] for w in window) / n,
-        **metrics,
-    }
-    logger.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-    return record
+    def save_model(self, directory: Path) -> None:
+        """Write the model as a released one (`save_pretrained`)."""
+        self.model.save_pretrained(directory)
+
+    def load_model(self, directory: Path) -> Qwen2_5_VLForConditionalGeneration:
+        """Read a saved model in this model's dtype."""
+        return type(self.model).from_pretrained(directory, dtype=self.model.dtype)

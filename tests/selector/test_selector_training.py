@@ -12,8 +12,8 @@ from flexselect.lite import LiteSelector
 from flexselect.ranking import ReferenceScorer
 from flexselect.training.checkpoint import has_checkpoint
 from flexselect.training.data import TeacherStore, fill, teacher_sample
-from flexselect.training.metrics import evaluate, recall_at_k
-from flexselect.training.train import TrainConfig, learning_rate, train
+from flexselect.training.distill import TrainConfig, rank_loss, train
+from flexselect.training.metrics import evaluate, recall_at_k, selector_scores
 from tests.selector.selector_helpers import QUESTION, frames_for, tiny_adapter, tiny_selector
 
 CONFIG = TrainConfig(epochs=2, batch_size=2, lr=1e-3, min_lr=1e-4, eval_k=4, seed=3)
@@ -67,10 +67,11 @@ def test_recall_at_k_counts_the_teachers_top_k_found_in_the_predictions():
 
 
 def test_the_learning_rate_warms_up_then_decays_to_its_floor():
-    config = TrainConfig(lr=1e-3, min_lr=1e-5, warmup=0.1)
-    assert learning_rate(0, 100, config) == pytest.approx(1e-4)
-    assert learning_rate(9, 100, config) == pytest.approx(1e-3)
-    assert learning_rate(100, 100, config) == pytest.approx(1e-5)
+    loop = TrainConfig(epochs=1, batch_size=1, lr=1e-3, min_lr=1e-5, warmup=0.1).loop(samples=100)
+    assert loop.steps == 100 and loop.warmup == 10
+    assert loop.lr_at(0) == pytest.approx(1e-4)
+    assert loop.lr_at(9) == pytest.approx(1e-3)
+    assert loop.lr_at(100) == pytest.approx(1e-5)
 
 
 def test_a_few_steps_write_a_loadable_selector_with_held_out_metrics(tmp_path: Path, base, groups):
@@ -129,9 +130,6 @@ def test_the_l1_option_trains_with_finite_losses(tmp_path: Path, base, groups):
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(base, groups):
-    from flexselect.training.metrics import selector_scores
-    from flexselect.training.train import rank_loss
-
     grads = []
     for checkpointing in (False, True):
         selector = tiny_selector(base).train()

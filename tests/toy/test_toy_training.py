@@ -12,8 +12,7 @@ from safetensors.torch import load_file
 from agent.toy.data import EVIDENCE_CLASSES, TOKEN_CLASSES, ToyDataConfig
 from agent.toy.recipe import ToyRecipe, train_toy
 from flexselect.adapters import load_adapter
-from flexselect.toy.checkpoint import CheckpointError, load_checkpoint
-from flexselect.toy.train import TrainConfig, learning_rate
+from flexselect.toy.train import TrainConfig
 from tests.toy.toy_helpers import TINY
 
 RECIPE = ToyRecipe(
@@ -73,15 +72,8 @@ def test_a_checkpoint_loads_like_a_released_model(straight):
     assert adapter.max_positions == TINY.max_positions
 
 
-def test_resuming_from_an_empty_directory_is_an_error(tmp_path):
-    with pytest.raises(CheckpointError, match="no resumable checkpoint"):
-        load_checkpoint(
-            tmp_path, torch.nn.Linear(1, 1), torch.optim.AdamW(torch.nn.Linear(1, 1).parameters())
-        )  # type: ignore[arg-type]
-
-
 def test_learning_rate_warms_up_then_decays_to_the_floor():
     config = TrainConfig(steps=100, warmup=10, lr=1e-3, min_lr=1e-5)
-    assert learning_rate(0, config) == pytest.approx(1e-4)
-    assert learning_rate(10, config) == pytest.approx(1e-3)
-    assert learning_rate(100, config) == pytest.approx(1e-5)
+    assert config.loop().lr_at(0) == pytest.approx(1e-4)
+    assert config.loop().lr_at(10) == pytest.approx(1e-3)
+    assert config.loop().lr_at(100) == pytest.approx(1e-5)

@@ -1,32 +1,29 @@
-"""One readable training loop for the selector: rank distillation from the reference layer's scores.
+"""The selector's training: rank distillation from the reference layer's scores, on the shared loop.
 
-Seeded and resumable: the samples of a step come from a permutation keyed by (seed, epoch), the learning
-rate is a function of the step, and no other randomness is drawn, so a resumed run takes exactly the steps
-an uninterrupted one would. Held-out Spearman and top-K recall are measured at the end of every epoch,
-when the checkpoint (a loadable selector directory) is written.
+This module supplies only what is the selector's own: its settings, its data order (a permutation keyed by
+(seed, epoch)), its loss (soft Spearman and/or L1 against the teacher) and its held-out metrics (Spearman
+and top-K recall), measured at the end of every epoch when the checkpoint (a loadable selector directory)
+is written. Schedule, optimizer, checkpointing and resuming are `flexselect.training.loop`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from flexselect.lite.model import LiteSelector
-from flexselect.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from flexselect.training.checkpoint import config_to_json
 from flexselect.training.data import TeacherSample
+from flexselect.training.loop import LoopConfig, run
 from flexselect.training.loss import l1_loss, spearman_loss
 from flexselect.training.metrics import evaluate, selector_scores
-
-logger = logging.getLogger(__name__)
+from flexselect.training.schedule import warmup_steps
 
 
 @dataclass(frozen=True)
@@ -85,16 +82,27 @@ class TrainConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """A JSON-ready dict."""
+        return config_to_json(self)
 
-
-def learning_rate(step: int, total: int, config: TrainConfig) -> float:
-    """Linear warm-up to `lr`, then cosine decay to `min_lr` at the last step."""
-    warm = max(1, round(config.warmup * total))
-    if step < warm:
-        return config.lr * (step + 1) / warm
-    progress = min(1.0, (step - warm) / max(1, total - warm))
-    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+    def loop(self, samples: int, stop_at: int | None = None) -> LoopConfig:
+        """The loop's settings for `samples` training groups: one evaluation and checkpoint per epoch."""
+        per_epoch = math.ceil(samples / self.batch_size)
+        total = self.epochs * per_epoch
+        return LoopConfig(
+            steps=total,
+            lr=self.lr,
+            min_lr=self.min_lr,
+            warmup=warmup_steps(self.warmup, total),
+            weight_decay=self.weight_decay,
+            betas=self.betas,
+            grad_clip=self.grad_clip,
+            eval_every=per_epoch,
+            save_every=per_epoch,
+            minutes=self.minutes,
+            stop_at=stop_at,
+            desc="selector",
+        )
 
 
 def rank_loss(scores: torch.Tensor, teacher: torch.Tensor, config: TrainConfig) -> torch.Tensor:
@@ -113,16 +121,6 @@ def rank_loss(scores: torch.Tensor, teacher: torch.Tensor, config: TrainConfig) 
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     """The sample order of one epoch (a pure function of seed and epoch)."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-
-
-def make_optimizer(selector: LiteSelector, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only."""
-    params = [p for p in selector.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, foreach=False)
 
 
 def train(
@@ -152,81 +150,61 @@ def train(
     Returns:
         The loop state: step, epoch, elapsed seconds, and one history record per evaluation.
     """
-    # ---- setup: what trains, the optimizer, and where a resumed run stands
     if not samples:
         raise ValueError("no training samples")
     selector.projector.requires_grad_(config.train_projector)
     selector.gradient_checkpointing = config.gradient_checkpointing
-    optimizer = make_optimizer(selector, config)
-    per_epoch = math.ceil(len(samples) / config.batch_size)
-    total = config.epochs * per_epoch
-    state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "history": [], "config": config.to_dict()}
-    if resume and has_checkpoint(out):
-        state = load_checkpoint(out, selector, optimizer)
-        logger.info("resumed from %s at step %d of %d", out, state["step"], total)
-    device = selector.device
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if config.bf16 and device.type == "cuda"
-        else contextlib.nullcontext()
+    task = DistillTask(selector, config, samples, heldout)
+    loop = config.loop(len(samples), stop_at)
+    return run(
+        task, loop, out=out, resume=resume, progress=progress, on_save=on_save, settings=config.to_dict()
     )
-    started = time.perf_counter() - state["elapsed_s"]
-    end = total if stop_at is None else min(total, stop_at)
-    bar = tqdm(total=total, initial=state["step"], disable=not progress, desc="selector", unit="step")
-    losses: list[float] = []
-    step = state["step"]
-    while step < end:
-        # ---- data: this step's groups, from the epoch's seeded order
-        epoch, index = divmod(step, per_epoch)
-        order = epoch_order(config.seed, epoch, len(samples))
-        batch = [samples[int(i)] for i in order[index * config.batch_size : (index + 1) * config.batch_size]]
-        # ---- forward / backward, one group at a time (groups differ in length)
-        selector.train()
-        lr = learning_rate(step, total, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        step_loss = 0.0
-        for sample in batch:
-            with autocast:
-                scores = selector_scores(selector, sample)
-            loss = rank_loss(scores, sample.teacher, config) / len(batch)
-            loss.backward()
-            step_loss += float(loss.detach())
-        torch.nn.utils.clip_grad_norm_(selector.parameters(), config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        losses.append(step_loss)
-        bar.update(1)
-        bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.1e}")
-        # ---- end of epoch (or of the run): held-out metrics and a checkpoint
-        elapsed = time.perf_counter() - started
-        out_of_time = config.minutes is not None and elapsed >= 60 * config.minutes
-        if step % per_epoch == 0 or step == end or out_of_time:
-            metrics = evaluate(selector, heldout, k=config.eval_k) if heldout else None
-            record = {
-                "step": step,
-                "epoch": round(step / per_epoch, 3),
-                "seconds": round(elapsed, 1),
-                "lr": lr,
-                "train_loss": sum(losses) / max(1, len(losses)),
-                **(
-                    {}
-                    if metrics is None
-                    else {"spearman": metrics.spearman, "recall_at_k": metrics.recall_at_k}
-                ),
-            }
-            losses = []
-            state["history"].append(record)
-            logger.info(
-                " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-            )
-            state.update(step=step, elapsed_s=time.perf_counter() - started)
-            save_checkpoint(out, selector, optimizer, state)
-            if on_save is not None:
-                on_save(out)
-        if out_of_time:
-            logger.info("stopping at step %d: the %.1f minute budget is spent", step, config.minutes)
-            break
-    bar.close()
-    return state
+
+
+class DistillTask:
+    """The selector's part of the loop: groups in a seeded order per epoch, the rank loss, held-out ranks."""
+
+    def __init__(
+        self,
+        selector: LiteSelector,
+        config: TrainConfig,
+        samples: Sequence[TeacherSample],
+        heldout: Sequence[TeacherSample],
+    ) -> None:
+        self.model = selector
+        self.extras: dict[str, torch.nn.Module] = {}
+        self.config = config
+        self.samples, self.heldout = samples, heldout
+        self.per_epoch = math.ceil(len(samples) / config.batch_size)
+        bf16 = config.bf16 and selector.device.type == "cuda"
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def batches(self, step: int) -> list[TeacherSample]:
+        """The step's groups, from the epoch's seeded order (a micro-batch each: groups differ in length)."""
+        epoch, index = divmod(step, self.per_epoch)
+        order = epoch_order(self.config.seed, epoch, len(self.samples))
+        size = self.config.batch_size
+        return [self.samples[int(i)] for i in order[index * size : (index + 1) * size]]
+
+    def loss(self, batch: TeacherSample) -> tuple[torch.Tensor, dict[str, float]]:
+        """The rank loss of one group against its teacher scores."""
+        with self.autocast:
+            scores = selector_scores(self.model, batch)
+        loss = rank_loss(scores, batch.teacher, self.config)
+        return loss, {"train_loss": float(loss.detach())}
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """The epoch reached, and held-out Spearman and top-K recall (none without held-out groups)."""
+        record: dict[str, float] = {"epoch": round(step / self.per_epoch, 3)}
+        if self.heldout:
+            metrics = evaluate(self.model, self.heldout, k=self.config.eval_k)
+            record.update(spearman=metrics.spearman, recall_at_k=metrics.recall_at_k)
+        return record
+
+    def save_model(self, directory: Path) -> None:
+        """Write the selector as it ships."""
+        self.model.save(directory)
+
+    def load_model(self, directory: Path) -> LiteSelector:
+        """Read a saved selector onto this selector's device, in its dtype."""
+        return LiteSelector.load(directory, device=self.model.device, dtype=self.model.dtype)

@@ -1,0 +1,19 @@
+"""World videos as selector annotations: the toy's seeded needle videos, in the selector's annotation format.
+
+A bridge module, so that neither `agent.toy` nor `agent.selector` imports the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.selector.data import Annotation
+from agent.toy.videos import WorldVideos, write_cases
+
+
+def world_video_annotations(
+    directory: Path, *, count: int, frames: int, size: int, seed: int, kinds: tuple[str, ...]
+) -> list[Annotation]:
+    """Write `count` seeded world videos (mp4 + truth) into `directory`, one question each, as annotations."""
+    cases = write_cases(directory, WorldVideos(frames=frames, size=size), count=count, seed=seed, kinds=kinds)
+    return [Annotation(c.video, c.question.question, c.question.answer) for c in cases]
