@@ -2,7 +2,7 @@
 
 Start order (each step needs the ones before it):
     1. metrics          6. question service and watches
-    2. model + engine   7. HTTP health and metrics
+    2. model + engine   7. HTTP API, console, metrics and health
     3. token memory     8. command dispatcher (MQTT questions and watch commands)
     4. model worker     9. one ingest task per stream, status publisher
     5. MQTT link
@@ -19,15 +19,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
 
 from agent.config import AgentConfig, StreamSection
 from agent.engine import Engine, EngineAnswer
-from agent.http import HealthServer
+from agent.homeassistant import HomeAssistant
 from agent.ingest import StreamHealth, StreamIngest
 from agent.memory import MemoryState, TokenMemory, open_memory
+from agent.memory.thumbnails import open_pictures
 from agent.metrics import AgentMetrics
 from agent.models import resolve_model
 from agent.mqtt import (
+    AnswerMessage,
     AskRequest,
     ErrorCode,
     ErrorMessage,
@@ -39,12 +44,15 @@ from agent.mqtt import (
     StreamStatus,
     WatchEvent,
     WatchList,
+    WatchSpec,
     parse_ask,
     parse_watch_add,
     parse_watch_remove,
 )
+from agent.pictures import Pictures
 from agent.qa import QuestionService, rfc3339
 from agent.watches import WatchBook, WatchState
+from agent.web import AgentFacade, EventLog, WebServer
 from agent.worker import ModelWorker, QueueFull
 from flexselect.adapters import VideoLLMAdapter, load_adapter
 
@@ -78,8 +86,11 @@ class AgentApp:
         self.memory: TokenMemory | None = None
         self.worker: ModelWorker | None = None
         self.link: MqttLink | None = None
-        self.http: HealthServer | None = None
+        self.http: WebServer | None = None
         self.questions: QuestionService | None = None
+        self.pictures: Pictures | None = None
+        self.events = EventLog()
+        self.homeassistant: HomeAssistant | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -93,6 +104,8 @@ class AgentApp:
         async with contextlib.AsyncExitStack() as stack:
             await self._start_services(stack, engine)
             await self._publish_watches()
+            if self.homeassistant is not None:
+                await self.homeassistant.announce([s.id for s in self.config.streams], self.watches.specs())
             dispatcher = asyncio.create_task(self._dispatch(), name="dispatcher")
             tasks = [self._start_ingest(s, adapter) for s in self.config.streams]
             status = asyncio.create_task(self._status_loop(), name="status")
@@ -109,6 +122,9 @@ class AgentApp:
     async def _start_services(self, stack: contextlib.AsyncExitStack, engine: Engine) -> None:
         """Memory, worker, MQTT link, question service and HTTP, each closed by `stack` in reverse."""
         self.memory = await stack.enter_async_context(open_memory(self.config.memory))
+        if self.config.pictures.enabled:
+            store = await stack.enter_async_context(open_pictures(self.config.memory, self.config.pictures))
+            self.pictures = Pictures(store, self.memory, self.config.pictures)
         q = self.config.questions
         self.worker = await stack.enter_async_context(
             ModelWorker(
@@ -131,13 +147,11 @@ class AgentApp:
             model_name=self.config.model.name,
         )
         if self.config.http.enabled:
-            server = HealthServer(
-                self.config.http.host,
-                self.config.http.port,
-                metrics=self._render_metrics,
-                ready=self._readiness,
-            )
-            self.http = await stack.enter_async_context(server)
+            self.http = await stack.enter_async_context(WebServer(self.config.http, AgentFacade(self)))
+            if self.pictures is not None:
+                self.pictures.set_base_url(self.http.base_url)
+        if self.config.homeassistant.enabled:
+            self.homeassistant = HomeAssistant(self.config.homeassistant, self.link, self.config.mqtt)
 
     async def _serve(self, until: Callable[[AgentApp], Awaitable[None]] | None) -> BaseException | None:
         """Wait for `stop()` or for `until(app)` to end; returns the error `until` raised, if any."""
@@ -177,17 +191,21 @@ class AgentApp:
             temporal_patch=getattr(adapter, "temporal_patch", 1),
             on_state=self._stream_state_changed,
             on_chunk=self._chunk_ingested,
+            on_frames=self._frames_ingested if self.pictures is not None else None,
         )
         self.ingests[section.id] = ingest
         return asyncio.create_task(ingest.run(), name=f"ingest-{section.id}")
 
     def _stream_state_changed(self, health: StreamHealth) -> None:
-        self.metrics.stream_online.labels(health.stream_id).set(1 if health.online else 0)
         self._spawn(self._publish_status(health.stream_id))
 
+    async def _frames_ingested(
+        self, stream_id: str, frames: np.ndarray, times: np.ndarray, patch: int
+    ) -> None:
+        assert self.pictures is not None
+        await self.pictures.record(stream_id, frames, times, patch)
+
     async def _chunk_ingested(self, stream_id: str, media_end: float) -> None:
-        self.metrics.chunks.labels(stream_id).inc()
-        self.metrics.frames.labels(stream_id).set(self.ingests[stream_id].health.frames)
         now = time.monotonic()
         for watch in self.watches.due(stream_id, now):
             watch.marks[stream_id].last_eval = now  # claim the slot before the evaluation runs
@@ -218,8 +236,13 @@ class AgentApp:
             evidence=_evidence(result),
             at=datetime.now(UTC),
         )
+        event, snapshot = await self._with_pictures(event)
         self.metrics.watch_events.labels(watch.spec.id).inc()
+        self.events.add(event)
         await self.link.publish(self.link.topics.events(stream_id), event.payload())
+        await self._publish_snapshot(f"{stream_id}/snapshot/watch/{watch.spec.id}", snapshot)
+        if self.homeassistant is not None:
+            await self.homeassistant.watch_fired(event)
 
     async def _publish_watches(self) -> None:
         assert self.link is not None
@@ -280,10 +303,51 @@ class AgentApp:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
+    async def ask(self, request: AskRequest) -> AnswerMessage:
+        """Answer a request from the HTTP API like one from MQTT (same queue limit, same errors)."""
+        if len(self._inflight) >= self.config.questions.queue_size:
+            error = RequestError(
+                ErrorCode.QUEUE_FULL,
+                f"{len(self._inflight)} questions are in progress; retry later",
+                request_id=request.id,
+            )
+            self.metrics.questions.labels(str(error.code)).inc()
+            raise error
+        task = asyncio.create_task(self._answer_with_pictures(request), name=f"ask-http-{request.id}")
+        self._inflight.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._inflight.discard)  # type: ignore[arg-type]
+        try:
+            answer = await asyncio.shield(task)
+        except RequestError as exc:
+            self.metrics.questions.labels(str(exc.code)).inc()
+            raise
+        self.metrics.questions.labels("ok").inc()
+        return answer
+
+    async def _answer_with_pictures(self, request: AskRequest) -> AnswerMessage:
+        assert self.questions is not None
+        answer, snapshot = await self._with_pictures(await self.questions.answer(request))
+        if answer.evidence:
+            await self._publish_snapshot(f"{answer.evidence[0].stream}/snapshot/answer", snapshot)
+        return answer
+
+    async def _with_pictures(self, message: Any) -> tuple[Any, bytes | None]:
+        """The answer or event with its evidence pictures named, and the best picture's JPEG."""
+        if self.pictures is None or not message.evidence:
+            return message, None
+        evidence, best = await self.pictures.named(message.evidence)
+        return message.model_copy(update={"evidence": evidence}), (best[0][1] if best else None)
+
+    async def _publish_snapshot(self, path: str, jpeg: bytes | None) -> None:
+        """The JPEG of the best evidence on `<prefix>/<path>`, retained, as Frigate publishes snapshots."""
+        if jpeg is None or self.link is None or not self.config.pictures.mqtt_snapshots:
+            return
+        await self.link.publish(f"{self.link.topics.prefix}/{path}", jpeg, retain=True)
+
     async def _answer(self, request: AskRequest, message: IncomingMessage) -> None:
         assert self.link is not None and self.questions is not None
         try:
-            answer = await self.questions.answer(request)
+            answer = await self._answer_with_pictures(request)
         except RequestError as exc:
             await self._refuse(exc, message)
             return
@@ -326,8 +390,14 @@ class AgentApp:
         except RequestError as exc:
             await self._refuse(exc, message)
             return
+        await self.add_watch(spec)
+
+    async def add_watch(self, spec: WatchSpec) -> None:
+        """Add or replace a standing question (from MQTT or HTTP)."""
         self.watches.add(spec)
         await self._standing_changed()
+        if self.homeassistant is not None:
+            await self.homeassistant.watch_added(spec)
 
     async def _on_watch_remove(self, message: IncomingMessage) -> None:
         assert self.link is not None
@@ -336,8 +406,16 @@ class AgentApp:
         except RequestError as exc:
             await self._refuse(exc, message)
             return
-        if self.watches.remove(removal.id):
-            await self._standing_changed()
+        await self.remove_watch(removal.id)
+
+    async def remove_watch(self, watch_id: str) -> bool:
+        """Remove a standing question; False when no watch had that id."""
+        if not self.watches.remove(watch_id):
+            return False
+        await self._standing_changed()
+        if self.homeassistant is not None:
+            await self.homeassistant.watch_removed(watch_id)
+        return True
 
     async def _standing_changed(self) -> None:
         assert self.worker is not None
@@ -363,12 +441,6 @@ class AgentApp:
         stats = (await self.memory.stats(stream_id)).streams.get(stream_id)
         tokens, nbytes = (stats.tokens, stats.bytes) if stats else (0, 0)
         now = time.time()
-        self.metrics.memory_tokens.labels(stream_id).set(tokens)
-        self.metrics.memory_bytes.labels(stream_id).set(nbytes)
-        self.metrics.stream_fps.labels(stream_id).set(health.fps(now))
-        self.metrics.drops.labels(stream_id).set(health.drops)
-        self.metrics.reconnects.labels(stream_id).set(health.reconnects)
-        self.metrics.stalls.labels(stream_id).set(health.stalls)
         status = StreamStatus(
             stream=stream_id,
             state=health.state.value,
@@ -384,28 +456,6 @@ class AgentApp:
             updated_at=datetime.now(UTC),
         )
         await self.link.publish(self.link.topics.status(stream_id), status.payload(), retain=True)
-
-    # --------------------------------------------------------------------------------- health, metrics
-    def _readiness(self) -> tuple[bool, dict[str, object]]:
-        memory_ok = self.memory is not None and self.memory.state == MemoryState.READY
-        mqtt_ok = self.link is not None and self.link.state == LinkState.CONNECTED
-        ok = self.ready.is_set() and memory_ok and mqtt_ok
-        return ok, {"memory": memory_ok, "mqtt": mqtt_ok, "model": self.ready.is_set()}
-
-    def _render_metrics(self) -> bytes:
-        if self.worker is not None:
-            self.metrics.queue_depth.labels("questions").set(self.worker.queued_questions)
-            self.metrics.queue_depth.labels("ingest").set(self.worker.queued_chunks)
-        self.metrics.queue_depth.labels("inflight").set(len(self._inflight))
-        self.metrics.mqtt_connected.set(
-            1 if self.link is not None and self.link.state == LinkState.CONNECTED else 0
-        )
-        self.metrics.memory_ready.set(
-            1 if self.memory is not None and self.memory.state == MemoryState.READY else 0
-        )
-        for stream_id, ingest in self.ingests.items():
-            self.metrics.stream_fps.labels(stream_id).set(ingest.health.fps(time.time()))
-        return self.metrics.render()
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -2,8 +2,8 @@
 
 Layers, later wins: the embedded defaults, the YAML file, then `FLEXSELECT__SECTION__KEY=value` variables
 (values parsed as YAML scalars; list items by index, e.g. `FLEXSELECT__STREAMS__0__URI`). Secrets never
-live in config files: `mqtt.password`, `memory.redis.password` and a stream's `uri` (cameras carry
-credentials in it) come from `<key>_file` (a secret file) or from the environment.
+live in config files: `mqtt.password`, `memory.redis.password`, `http.token` and a stream's `uri`
+(cameras carry credentials in it) come from `<key>_file` (a secret file) or from the environment.
 """
 
 from __future__ import annotations
@@ -19,20 +19,27 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from agent.homeassistant import HomeAssistantSection
 from agent.memory.config import MemoryConfig
+from agent.memory.thumbnails import PicturesConfig
 from agent.mqtt.config import MqttConfig
 from agent.mqtt.messages import WatchSpec
 from streams.config import StreamConfig
 from streams.uri import mask_uri
 
 ENV_PREFIX = "FLEXSELECT__"
-SECRET_KEYS: tuple[tuple[str, ...], ...] = (("mqtt", "password"), ("memory", "redis", "password"))
+SECRET_KEYS: tuple[tuple[str, ...], ...] = (
+    ("mqtt", "password"),
+    ("memory", "redis", "password"),
+    ("http", "token"),
+)
 DEFAULT_DESCRIPTION_PROMPT = "describe what happens in the video"
 
 
@@ -117,11 +124,20 @@ class QuestionsSection(_Section):
 
 
 class HttpSection(_Section):
-    """Prometheus metrics and health endpoints."""
+    """The HTTP API, web console, Prometheus metrics and health endpoints (docs/web.md)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(9410, ge=0, le=65535, title="0 picks a free port")
+    token: SecretStr | None = Field(
+        None, title="Bearer token the API, console data and metrics require (token_file or the environment)"
+    )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        title="Base URL clients reach the agent at, for evidence picture links; None: http://host:port",
+    )
+    console: bool = Field(True, title="Serve the web console at /")
 
 
 class LoggingSection(_Section):
@@ -140,6 +156,8 @@ class AgentConfig(_Section):
     questions: QuestionsSection = Field(default_factory=QuestionsSection)
     watches: list[WatchSpec] = Field(default_factory=list)
     http: HttpSection = Field(default_factory=HttpSection)
+    pictures: PicturesConfig = Field(default_factory=PicturesConfig)
+    homeassistant: HomeAssistantSection = Field(default_factory=HomeAssistantSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600, title="SIGTERM: longest wait for questions")
 
@@ -185,7 +203,7 @@ def _shown_input(err: Any) -> str:
     value = err.get("input")
     if err["type"] == "missing" or isinstance(value, dict | list):
         return ""
-    if any("password" in str(part) for part in err["loc"]):
+    if any("password" in str(part) or "token" in str(part) for part in err["loc"]):
         return " (got ***)"
     return f" (got {mask_uri(value) if isinstance(value, str) else value!r})"
 
@@ -232,7 +250,7 @@ def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
             value = yaml.safe_load(env[name])
         except yaml.YAMLError:
             value = env[name]
-        if parts[-1] in ("password", "uri") and isinstance(value, int | float):
+        if parts[-1] in ("password", "uri", "token") and isinstance(value, int | float):
             value = env[name]  # secrets and URIs are strings even when they look like numbers
         _set_path(data, parts, value, name)
 

@@ -10,6 +10,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from agent.config import StreamSection
 from agent.engine import ChunkInput
 from agent.memory import TokenMemory
@@ -62,6 +64,8 @@ class StreamHealth:
 
 
 ChunkListener = Callable[[str, float], Awaitable[None]]
+# (stream id, frames (T, H, W, 3) uint8, their times as stored, temporal patch) after a chunk is stored
+FramesListener = Callable[[str, np.ndarray, np.ndarray, int], Awaitable[None]]
 
 
 class StreamIngest:
@@ -76,6 +80,7 @@ class StreamIngest:
         temporal_patch: int,
         on_state: Callable[[StreamHealth], None],
         on_chunk: ChunkListener,
+        on_frames: FramesListener | None = None,
     ) -> None:
         self.section = section
         self.worker = worker
@@ -84,6 +89,7 @@ class StreamIngest:
         self.health = StreamHealth(section.id)
         self._on_state = on_state
         self._on_chunk = on_chunk
+        self._on_frames = on_frames
         self._next_frame = 0
         self._source = open_source(
             section.uri, section.source, stream_id=section.id, on_state=self._state_changed
@@ -144,6 +150,8 @@ class StreamIngest:
         stats = self._source.stats
         self.health.drops = stats.drops
         self.health.record_chunk(len(chunk.frames), now)
+        if self._on_frames is not None:
+            await self._on_frames(self.section.id, chunk.frames, times, tp)
         await self._on_chunk(self.section.id, float(times[-1]))
 
     def describe(self) -> str:

@@ -1,46 +1,147 @@
-"""Prometheus metrics of one agent (its own registry, no global state)."""
+"""Prometheus metrics of one agent (its own registry, no global state).
+
+Two kinds, following the Prometheus conventions (counters end in `_total`, no precomputed rates):
+    - event metrics, counted where the event happens (`AgentMetrics`: questions, stage latencies,
+      watch events);
+    - state metrics, read from the agent's components at scrape time by a custom collector over an
+      `AgentSample` (streams' health counters, memory sizes, queue depths, link states), never copied
+      into gauges between scrapes.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+# ---------------------------------------------------------------------------------------- scrape-time state
+@dataclass(frozen=True)
+class StreamSample:
+    """One stream's counters and sizes as read at scrape time."""
+
+    stream: str
+    online: bool
+    chunks: int
+    frames: int
+    drops: int
+    reconnects: int
+    stalls: int
+    ingest_errors: int
+    memory_tokens: int
+    memory_bytes: int
+    memory_appended: int
+    memory_evicted: int
+
+
+@dataclass(frozen=True)
+class AgentSample:
+    """Everything the state collector exports, read from the running agent for one scrape."""
+
+    streams: list[StreamSample] = field(default_factory=list)
+    queue_depth: dict[str, int] = field(default_factory=dict)
+    mqtt_connected: bool = False
+    memory_ready: bool = False
+    memory_pending_chunks: int = 0
+    memory_dropped_chunks: int = 0
+    pictures_stored: int = 0
+    pictures_evicted: int = 0
+    picture_errors: int = 0
+
+
+def _counter(name: str, doc: str, labels: list[str] | None = None) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=labels)
+
+
+def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+class StateCollector(Collector):
+    """Yields the state metrics of one `AgentSample` (a fresh collector per scrape)."""
+
+    def __init__(self, sample: AgentSample) -> None:
+        self.sample = sample
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._streams()
+        s = self.sample
+        queue = _gauge(
+            "flexselect_queue_depth", "Jobs waiting, by queue (questions, ingest, inflight)", ["queue"]
+        )
+        for name, depth in sorted(s.queue_depth.items()):
+            queue.add_metric([name], depth)
+        yield queue
+        yield GaugeMetricFamily(
+            "flexselect_mqtt_connected", "1 while connected to the broker", value=int(s.mqtt_connected)
+        )
+        yield GaugeMetricFamily(
+            "flexselect_memory_ready", "1 while the memory backend is ready", value=int(s.memory_ready)
+        )
+        yield GaugeMetricFamily(
+            "flexselect_memory_pending_chunks",
+            "Chunks buffered while the memory backend is down",
+            value=s.memory_pending_chunks,
+        )
+        yield CounterMetricFamily(
+            "flexselect_memory_dropped_chunks",
+            "Buffered chunks dropped because the pending buffer was full",
+            value=s.memory_dropped_chunks,
+        )
+        yield CounterMetricFamily(
+            "flexselect_pictures_stored", "Evidence pictures stored", value=s.pictures_stored
+        )
+        yield CounterMetricFamily(
+            "flexselect_pictures_evicted",
+            "Evidence pictures dropped because their frame's tokens were evicted",
+            value=s.pictures_evicted,
+        )
+        yield CounterMetricFamily(
+            "flexselect_picture_errors", "Chunks whose pictures could not be stored", value=s.picture_errors
+        )
+
+    def _streams(self) -> Iterator[Metric]:
+        labels = ["stream"]
+        families: list[tuple[Metric, str]] = [
+            (_gauge("flexselect_stream_online", "1 while the stream delivers frames", labels), "online"),
+            (_counter("flexselect_stream_chunks", "Chunks ingested into memory", labels), "chunks"),
+            (_counter("flexselect_stream_frames", "Sampled frames ingested", labels), "frames"),
+            (_counter("flexselect_stream_drops", "Chunks dropped by the stream's queue", labels), "drops"),
+            (_counter("flexselect_stream_reconnects", "Reconnects of the source", labels), "reconnects"),
+            (_counter("flexselect_stream_stalls", "Stalls detected by the watchdog", labels), "stalls"),
+            (
+                _counter("flexselect_ingest_errors", "Chunks that failed to encode or store", labels),
+                "ingest_errors",
+            ),
+            (_gauge("flexselect_memory_tokens", "Retained visual tokens", labels), "memory_tokens"),
+            (_gauge("flexselect_memory_bytes", "Retained payload bytes", labels), "memory_bytes"),
+            (
+                _counter("flexselect_memory_appended_tokens", "Tokens ever appended", labels),
+                "memory_appended",
+            ),
+            (
+                _counter("flexselect_memory_evicted_tokens", "Tokens ever evicted", labels),
+                "memory_evicted",
+            ),
+        ]
+        for family, attr in families:
+            for stream in self.sample.streams:
+                family.add_metric([stream.stream], float(getattr(stream, attr)))  # type: ignore[attr-defined]
+            yield family
+
+
+# ------------------------------------------------------------------------------------------- event metrics
 class AgentMetrics:
-    """Every metric the agent exports; `render()` gives the text exposition format."""
+    """The agent's event metrics; `render(sample)` adds the scrape-time state and gives the exposition."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        # Per stream (labels: stream)
-        self.stream_fps = Gauge(
-            "flexselect_stream_fps", "Sampled frames per second, recent", ["stream"], registry=r
-        )
-        self.stream_online = Gauge(
-            "flexselect_stream_online", "1 while the stream delivers frames", ["stream"], registry=r
-        )
-        self.frames = Gauge("flexselect_stream_frames", "Frames ingested since start", ["stream"], registry=r)
-        self.chunks = Counter(
-            "flexselect_stream_chunks_total", "Chunks ingested into memory", ["stream"], registry=r
-        )
-        self.drops = Gauge(
-            "flexselect_stream_drops", "Chunks dropped by the stream's queue", ["stream"], registry=r
-        )
-        self.reconnects = Gauge(
-            "flexselect_stream_reconnects", "Reconnects of the source", ["stream"], registry=r
-        )
-        self.stalls = Gauge(
-            "flexselect_stream_stalls", "Stalls detected by the watchdog", ["stream"], registry=r
-        )
-        self.memory_tokens = Gauge(
-            "flexselect_memory_tokens", "Retained visual tokens", ["stream"], registry=r
-        )
-        self.memory_bytes = Gauge("flexselect_memory_bytes", "Retained payload bytes", ["stream"], registry=r)
-        self.ingest_errors = Counter(
-            "flexselect_ingest_errors_total", "Chunks that failed to encode or store", ["stream"], registry=r
-        )
-        # Questions
         self.questions = Counter(
             "flexselect_questions_total", "Questions by outcome (ok or error code)", ["outcome"], registry=r
         )
@@ -54,25 +155,12 @@ class AgentMetrics:
         self.watch_events = Counter(
             "flexselect_watch_events_total", "Watch events published", ["watch"], registry=r
         )
-        # Queues and service state
-        self.queue_depth = Gauge(
-            "flexselect_queue_depth", "Jobs waiting for the model", ["queue"], registry=r
-        )
-        self.mqtt_connected = Gauge(
-            "flexselect_mqtt_connected", "1 while connected to the broker", registry=r
-        )
-        self.memory_ready = Gauge(
-            "flexselect_memory_ready", "1 while the memory backend is ready", registry=r
-        )
-        self.memory_pending = Gauge(
-            "flexselect_memory_pending_chunks", "Chunks buffered while the memory backend is down", registry=r
-        )
-        self.memory_dropped = Gauge(
-            "flexselect_memory_dropped_chunks",
-            "Buffered chunks dropped while the backend was down",
-            registry=r,
-        )
 
-    def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+    def render(self, sample: AgentSample | None = None) -> bytes:
+        """The Prometheus text exposition: event metrics, then the state read into `sample`."""
+        text = generate_latest(self.registry)
+        if sample is not None:
+            state = CollectorRegistry(auto_describe=False)
+            state.register(StateCollector(sample))
+            text += generate_latest(state)
+        return text

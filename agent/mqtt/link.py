@@ -52,7 +52,7 @@ from agent.mqtt.errors import (
 )
 from agent.mqtt.inbox import Inbox, IncomingMessage
 from agent.mqtt.messages import AskRequest
-from agent.mqtt.topics import Topics, check_topic
+from agent.mqtt.topics import Topics, check_prefix, check_topic
 
 logger = logging.getLogger(__name__)
 Version = Literal["5", "3.1.1"]
@@ -118,6 +118,7 @@ class MqttLink:
     ) -> None:
         self.config = config
         self.topics = Topics(config.prefix)
+        self._extra_roots: set[str] = set()  # e.g. Home Assistant's discovery prefix
         self.subscriptions = tuple(self.topics.commands if subscriptions is None else subscriptions)
         self.availability = availability
         self.require_connection = require_connection
@@ -303,7 +304,9 @@ class MqttLink:
         if self._state in (LinkState.NEW, LinkState.STOPPED, LinkState.FAILED):
             raise LinkClosedError(f"cannot publish to {topic!r}: the MQTT link is {self._state}")
         check_topic(topic)
-        if not self.topics.is_under_prefix(topic):
+        if not self.topics.is_under_prefix(topic) and not any(
+            topic.startswith(root + "/") for root in self._extra_roots
+        ):
             raise TopicError(f"topic {topic!r} is outside the prefix {self.topics.prefix!r}")
         if qos not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
@@ -323,6 +326,10 @@ class MqttLink:
             self._enqueue(message)
         self._counters.queued_while_down += 1
         return False
+
+    def allow_root(self, root: str) -> None:
+        """Also allow publishing below `root` (Home Assistant's discovery prefix lies outside ours)."""
+        self._extra_roots.add(check_prefix(root))
 
     def reply_target(
         self, request: AskRequest | RequestError | None, incoming: IncomingMessage | None

@@ -43,6 +43,8 @@ class ErrorCode(StrEnum):
     QUEUE_FULL = "queue_full"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
+    NOT_FOUND = "not_found"  # HTTP only: no such stream picture, watch or path
+    UNAUTHORIZED = "unauthorized"  # HTTP only: the bearer token is missing or wrong
 
 
 def _rfc3339_only(value: Any) -> Any:
@@ -162,6 +164,9 @@ class Evidence(_Message):
     start: Timestamp
     end: Timestamp
     score: Score = Field(title="Relevance score (higher is more relevant)")
+    picture: str | None = Field(
+        None, title="Evidence picture", description="HTTP URL of a JPEG of the span (None: no picture kept)"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

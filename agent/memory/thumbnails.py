@@ -1,0 +1,261 @@
+"""Evidence pictures: one small JPEG per retained frame, in the memory's own backend, evicted with its tokens.
+
+A picture is keyed by its frame's time in integer microseconds (`frame_key`), the same time the frame's
+visual tokens carry (the first frame of a temporal patch), so "is this frame still retained" is an exact
+set test against the retained tokens' times. The local backend keeps the pictures in the process and writes
+them beside the token snapshot (`<snapshot>.pictures.zip`) at close; the Redis backend keeps them under
+`<key_prefix>-pictures:` (outside the token memory's own prefix), so a restarted agent, or another agent on
+the same Redis, still shows them. Each stream holds at most `max_per_stream` pictures (oldest dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import io
+import logging
+import os
+import zipfile
+from collections.abc import Awaitable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import numpy as np
+import redis.asyncio as aioredis
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
+
+from agent.memory.config import MemoryConfig
+
+logger = logging.getLogger(__name__)
+
+
+class PicturesConfig(BaseModel):
+    """How evidence pictures are made and kept."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, title="Keep a JPEG thumbnail of every retained frame")
+    max_side: int = Field(320, ge=16, le=4096, title="Longest side of a thumbnail (px); smaller frames stay")
+    quality: int = Field(80, ge=10, le=95, title="JPEG quality")
+    max_per_stream: int = Field(20_000, ge=1, le=10_000_000, title="Pictures kept per stream at most")
+    sweep_every_chunks: int = Field(
+        4, ge=1, le=10_000, title="Chunks between sweeps that drop pictures whose tokens were evicted"
+    )
+    mqtt_snapshots: bool = Field(
+        False, title="Also publish the JPEG of each answer's and watch event's best evidence over MQTT"
+    )
+
+
+class PicturesUnavailableError(Exception):
+    """The picture backend cannot be reached (Redis down)."""
+
+
+def frame_key(seconds: float) -> int:
+    """A frame time as integer microseconds: the key of its picture."""
+    return round(seconds * 1_000_000)
+
+
+def encode_jpeg(frame: np.ndarray, *, max_side: int, quality: int) -> bytes:
+    """One (H, W, 3) uint8 RGB frame as a JPEG no larger than `max_side` (CPU work: run it off the loop)."""
+    image = Image.fromarray(np.ascontiguousarray(frame), "RGB")
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+class PictureStore(Protocol):
+    """Pictures per stream keyed by `frame_key`; an async context manager."""
+
+    async def put(self, stream_id: str, pictures: Sequence[tuple[int, bytes]]) -> None:
+        """Store (key, JPEG) pairs and trim the stream to its cap."""
+        ...
+
+    async def get(self, stream_id: str, key: int) -> bytes | None:
+        """The JPEG at exactly `key`, or None."""
+        ...
+
+    async def keys(self, stream_id: str) -> list[int]:
+        """Every stored key of the stream, ascending."""
+        ...
+
+    async def keep_only(self, stream_id: str, keep: Iterable[int]) -> int:
+        """Drop the stream's pictures whose key is not in `keep`; returns how many were dropped."""
+        ...
+
+    async def delete(self, stream_id: str) -> None:
+        """Forget a stream's pictures."""
+        ...
+
+    async def streams(self) -> list[str]:
+        """Streams with pictures, sorted."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+async def nearest_key(store: PictureStore, stream_id: str, start: float, end: float) -> int | None:
+    """The stored key in [start, end] (seconds) closest to the span's middle, or None when none lies there."""
+    keys = await store.keys(stream_id)
+    lo, hi = bisect.bisect_left(keys, frame_key(start)), bisect.bisect_right(keys, frame_key(end))
+    if lo >= hi:
+        return None
+    middle = frame_key((start + end) / 2)
+    return min(keys[lo:hi], key=lambda k: abs(k - middle))
+
+
+class LocalPictures:
+    """Pictures in the process; written to `path` (a zip of `<stream>/<key>.jpg`) at close, read at open."""
+
+    def __init__(self, path: Path | None, max_per_stream: int) -> None:
+        self.path = path
+        self.max_per_stream = max_per_stream
+        self._data: dict[str, dict[int, bytes]] = {}
+
+    async def __aenter__(self) -> Self:
+        if self.path is not None and self.path.exists():
+            self._data = await asyncio.to_thread(_read_zip, self.path)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.path is not None:
+            data = {s: dict(p) for s, p in self._data.items()}
+            await asyncio.to_thread(_write_zip, self.path, data)
+
+    async def put(self, stream_id: str, pictures: Sequence[tuple[int, bytes]]) -> None:
+        stream = self._data.setdefault(stream_id, {})
+        stream.update(pictures)
+        if len(stream) > self.max_per_stream:
+            for key in sorted(stream)[: len(stream) - self.max_per_stream]:
+                del stream[key]
+
+    async def get(self, stream_id: str, key: int) -> bytes | None:
+        return self._data.get(stream_id, {}).get(key)
+
+    async def keys(self, stream_id: str) -> list[int]:
+        return sorted(self._data.get(stream_id, {}))
+
+    async def keep_only(self, stream_id: str, keep: Iterable[int]) -> int:
+        stream = self._data.get(stream_id, {})
+        dropped = set(stream) - set(keep)
+        for key in dropped:
+            del stream[key]
+        return len(dropped)
+
+    async def delete(self, stream_id: str) -> None:
+        self._data.pop(stream_id, None)
+
+    async def streams(self) -> list[str]:
+        return sorted(s for s, p in self._data.items() if p)
+
+
+def _read_zip(path: Path) -> dict[str, dict[int, bytes]]:
+    data: dict[str, dict[int, bytes]] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                stream, _, file = name.rpartition("/")
+                if not stream or not file.endswith(".jpg") or not file[:-4].lstrip("-").isdigit():
+                    logger.warning("pictures file %s: entry %r skipped", path, name)
+                    continue
+                data.setdefault(stream, {})[int(file[:-4])] = archive.read(name)
+    except (OSError, zipfile.BadZipFile) as exc:
+        logger.error("pictures file %s unreadable, starting without pictures: %s", path, exc)
+        return {}
+    return data
+
+
+def _write_zip(path: Path, data: dict[str, dict[int, bytes]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:  # JPEGs do not compress further
+        for stream, pictures in data.items():
+            for key, jpeg in pictures.items():
+                archive.writestr(f"{stream}/{key}.jpg", jpeg)
+    os.replace(tmp, path)
+
+
+class RedisPictures:
+    """Pictures in Redis: per stream a hash `<p>:<stream>:j` (key -> JPEG) and a zset `<p>:<stream>:t`."""
+
+    def __init__(self, memory: MemoryConfig, max_per_stream: int) -> None:
+        from agent.memory.redis import client_kwargs
+
+        self.prefix = f"{memory.redis.key_prefix}-pictures"
+        self.max_per_stream = max_per_stream
+        self._client = aioredis.Redis.from_url(memory.redis.url, **client_kwargs(memory.redis))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+
+    def _k(self, stream_id: str, kind: str) -> str:
+        return f"{self.prefix}:{stream_id}:{kind}"
+
+    async def _io(self, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise PicturesUnavailableError(f"pictures in Redis unavailable: {exc}") from exc
+
+    async def put(self, stream_id: str, pictures: Sequence[tuple[int, bytes]]) -> None:
+        if not pictures:
+            return
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._k(stream_id, "j"), mapping={str(k): v for k, v in pictures})
+            pipe.zadd(self._k(stream_id, "t"), {str(k): k for k, _ in pictures})
+            pipe.sadd(f"{self.prefix}:streams", stream_id)
+            pipe.zcard(self._k(stream_id, "t"))
+            *_, count = await self._io(pipe.execute())
+        excess = int(count) - self.max_per_stream
+        if excess > 0:
+            oldest = await self._io(self._client.zrange(self._k(stream_id, "t"), 0, excess - 1))
+            await self._drop(stream_id, [int(k) for k in oldest])
+
+    async def _drop(self, stream_id: str, keys: Sequence[int]) -> None:
+        if not keys:
+            return
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hdel(self._k(stream_id, "j"), *[str(k) for k in keys])
+            pipe.zrem(self._k(stream_id, "t"), *[str(k) for k in keys])
+            await self._io(pipe.execute())
+
+    async def get(self, stream_id: str, key: int) -> bytes | None:
+        return await self._io(self._client.hget(self._k(stream_id, "j"), str(key)))
+
+    async def keys(self, stream_id: str) -> list[int]:
+        members = await self._io(self._client.zrange(self._k(stream_id, "t"), 0, -1))
+        return [int(m) for m in members]
+
+    async def keep_only(self, stream_id: str, keep: Iterable[int]) -> int:
+        dropped = sorted(set(await self.keys(stream_id)) - set(keep))
+        for i in range(0, len(dropped), 1000):
+            await self._drop(stream_id, dropped[i : i + 1000])
+        return len(dropped)
+
+    async def delete(self, stream_id: str) -> None:
+        await self._io(self._client.delete(self._k(stream_id, "j"), self._k(stream_id, "t")))
+        await self._io(self._client.srem(f"{self.prefix}:streams", stream_id))
+
+    async def streams(self) -> list[str]:
+        members = await self._io(self._client.smembers(f"{self.prefix}:streams"))
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+
+
+def open_pictures(memory: MemoryConfig, config: PicturesConfig) -> PictureStore:
+    """The picture store beside the configured token memory (same backend), unopened."""
+    if memory.backend == "redis":
+        return RedisPictures(memory, config.max_per_stream)
+    path = memory.snapshot_path
+    side = None if path is None else path.with_name(path.name + ".pictures.zip")
+    return LocalPictures(side, config.max_per_stream)
