@@ -6,7 +6,6 @@ With `http.token` set, every route except `/health/*` and the console's static f
 `Authorization: Bearer <token>` or (for `<img>` links) the `access_token` query parameter.
 """
 
-
 import hmac
 import logging
 from datetime import datetime
