@@ -20,7 +20,7 @@ from tests.web.conftest import RunningAgent
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 12}
+EXAMPLES = {GenerationMode.POSITIVE: 8, GenerationMode.NEGATIVE: 10}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
