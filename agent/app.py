@@ -318,8 +318,18 @@ class AgentApp:
         task.add_done_callback(self._inflight.discard)  # type: ignore[arg-type]
         try:
             answer = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # the HTTP request went away; the question still runs to the end
+            self.metrics.questions.labels(str(ErrorCode.SHUTTING_DOWN)).inc()
+            raise RequestError(
+                ErrorCode.SHUTTING_DOWN, "the agent stopped before answering", request_id=request.id
+            ) from None
         except RequestError as exc:
             self.metrics.questions.labels(str(exc.code)).inc()
+            raise
+        except Exception:
+            self.metrics.questions.labels(str(ErrorCode.INTERNAL)).inc()
             raise
         self.metrics.questions.labels("ok").inc()
         return answer
