@@ -129,7 +129,9 @@ def toy_agent(world: tuple[Path, GroundTruth]) -> Iterator[RunningAgent]:
     prefix = f"fsatest-{uuid.uuid4().hex[:10]}"
     stream = {"id": "cam", "uri": str(path), "source": {"sample_fps": WORLD.fps, "chunk_seconds": 2.0},
               "time_origin": 1_700_000_000.0}  # fmt: skip
-    config = agent_config(TOY_MODEL_DIR, [stream], prefix)
+    color = next(q for q in truth.questions if q.kind == "color")
+    watch = {"id": "color-watch", "question": color.question, "streams": ["cam"], "min_interval_s": 0}
+    config = agent_config(TOY_MODEL_DIR, [stream], prefix, watches=[watch])
     config = config.model_copy(
         update={"model": config.model.model_copy(update={"budget": 32, "layer": None, "max_new_tokens": 4})}
     )

@@ -98,5 +98,10 @@ def test_console_lists_streams_answers_a_question_and_shows_the_needle(
     inside, outside = near[box].mean(), near[~box].mean()
     assert inside > 0.2, f"the evidence picture shows no {needle.color} needle in its box {needle.box}"
     assert outside < 0.02, "the needle's color is spread outside its box: not the needle's frame"
+    watch_row = driver.find_element(By.CSS_SELECTOR, "#watches tbody tr")  # type: ignore[attr-defined]
+    assert watch_row.text.startswith("color-watch " + question.question)
+    event = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#events li")))
+    assert "color-watch" in event.text and event.find_element(By.TAG_NAME, "img").get_attribute("src")
     if SCREENSHOT:
+        driver.set_window_size(1280, 1150)  # type: ignore[attr-defined]  # down to the recent events
         driver.save_screenshot(SCREENSHOT)  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
-"""Home Assistant MQTT discovery through the real Mosquitto: the fields HA requires, events, removal."""
+"""Home Assistant MQTT discovery through the real Mosquitto: the fields HA requires, events, removal;
+and the evidence JPEG of a watch event published the way Frigate publishes snapshots."""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ async def test_streams_and_watches_are_discovered_fire_events_and_a_removed_watc
         [{"id": "cam", "uri": str(path), "source": {"sample_fps": 2.0, "chunk_seconds": 2.0}}],
         prefix,
         homeassistant={"enabled": True, "discovery_prefix": discovery},
+        pictures={"mqtt_snapshots": True},
         watches=[{"id": "door.open", "question": question.question, "streams": ["cam"], "min_interval_s": 0}],
     )
     try:
@@ -82,6 +84,7 @@ async def test_streams_and_watches_are_discovered_fire_events_and_a_removed_watc
                 watch_topic = next(t for t in configs if components[t] == "event")
                 watch = configs[watch_topic]
                 status = json.loads((await retained(sensor["state_topic"]))[sensor["state_topic"]])
+                snapshots = await retained(f"{prefix}/cam/snapshot/#")
 
                 assert app.http is not None
                 request = urllib.request.Request(
@@ -100,5 +103,6 @@ async def test_streams_and_watches_are_discovered_fire_events_and_a_removed_watc
     assert watch["state_topic"] == f"{prefix}/watches/door.open/event"
     assert event["event_type"] in watch["event_types"] and event["question"] == question.question
     assert event["picture"].startswith("http://127.0.0.1:")
+    assert snapshots[f"{prefix}/cam/snapshot/watch/door.open"].startswith(b"\xff\xd8\xff")  # Frigate-style
     assert removed == 204
     assert watch_topic not in after and any(components[t] == "sensor" for t in after)
