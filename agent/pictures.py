@@ -2,15 +2,16 @@
 
 Ingest hands each stored chunk's frames to `Pictures.record`: the first frame of every temporal patch (the
 frame whose time the patch's tokens carry) becomes a JPEG in a worker thread, never on the model's thread.
-Every `sweep_every_chunks` chunks the stream's pictures are matched against the times its retained tokens
-still carry and the rest are dropped, so the pictures are evicted in step with the tokens.
+Every `sweep_every_chunks` chunks (of any stream) every stream's pictures are matched against the times its
+retained tokens still carry and the rest are dropped, so the pictures are evicted in step with the tokens,
+also where one stream's appends evict another's tokens under the global budget.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ class PictureCounters:
     stored: int = 0
     swept: int = 0
     errors: int = 0
-    _chunks: dict[str, int] = field(default_factory=dict)
+    chunks: int = 0
 
 
 class Pictures:
@@ -73,10 +74,10 @@ class Pictures:
                 stream_id, [(frame_key(float(t)), j) for t, j in zip(stamps, jpegs, strict=True)]
             )
             self.counters.stored += len(jpegs)
-            due = self.counters._chunks.get(stream_id, 0) + 1
-            self.counters._chunks[stream_id] = due
-            if due % config.sweep_every_chunks == 0:
-                await self.sweep(stream_id)
+            self.counters.chunks += 1
+            if self.counters.chunks % config.sweep_every_chunks == 0:
+                for stream in await self.store.streams():
+                    await self.sweep(stream)
         except (PicturesUnavailableError, TokenMemoryError, OSError, ValueError) as exc:
             self.counters.errors += 1
             logger.warning("stream %s: evidence pictures not stored: %s", stream_id, exc)

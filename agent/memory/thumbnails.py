@@ -83,6 +83,10 @@ class PictureStore(Protocol):
         """Every stored key of the stream, ascending."""
         ...
 
+    async def keys_between(self, stream_id: str, lo: int, hi: int) -> list[int]:
+        """The stream's keys in [lo, hi], ascending."""
+        ...
+
     async def keep_only(self, stream_id: str, keep: Iterable[int]) -> int:
         """Drop the stream's pictures whose key is not in `keep`; returns how many were dropped."""
         ...
@@ -104,12 +108,11 @@ class PictureStore(Protocol):
 
 async def nearest_key(store: PictureStore, stream_id: str, start: float, end: float) -> int | None:
     """The stored key in [start, end] (seconds) closest to the span's middle, or None when none lies there."""
-    keys = await store.keys(stream_id)
-    lo, hi = bisect.bisect_left(keys, frame_key(start)), bisect.bisect_right(keys, frame_key(end))
-    if lo >= hi:
+    keys = await store.keys_between(stream_id, frame_key(start), frame_key(end))
+    if not keys:
         return None
     middle = frame_key((start + end) / 2)
-    return min(keys[lo:hi], key=lambda k: abs(k - middle))
+    return min(keys, key=lambda k: abs(k - middle))
 
 
 class LocalPictures:
@@ -142,6 +145,10 @@ class LocalPictures:
 
     async def keys(self, stream_id: str) -> list[int]:
         return sorted(self._data.get(stream_id, {}))
+
+    async def keys_between(self, stream_id: str, lo: int, hi: int) -> list[int]:
+        keys = sorted(self._data.get(stream_id, {}))
+        return keys[bisect.bisect_left(keys, lo) : bisect.bisect_right(keys, hi)]
 
     async def keep_only(self, stream_id: str, keep: Iterable[int]) -> int:
         stream = self._data.get(stream_id, {})
@@ -235,6 +242,10 @@ class RedisPictures:
 
     async def keys(self, stream_id: str) -> list[int]:
         members = await self._io(self._client.zrange(self._k(stream_id, "t"), 0, -1))
+        return [int(m) for m in members]
+
+    async def keys_between(self, stream_id: str, lo: int, hi: int) -> list[int]:
+        members = await self._io(self._client.zrangebyscore(self._k(stream_id, "t"), lo, hi))
         return [int(m) for m in members]
 
     async def keep_only(self, stream_id: str, keep: Iterable[int]) -> int:

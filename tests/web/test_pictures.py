@@ -46,6 +46,7 @@ async def test_local_pictures_are_capped_and_survive_a_restart_through_their_fil
         assert await store.keep_only("door", []) == 1
     async with LocalPictures(path, max_per_stream=3) as again:
         assert await again.keys("cam") == [2, 3, 4]
+        assert await again.keys_between("cam", 3, 10) == [3, 4]
         assert await again.get("cam", 4) == JPEG + b"\x04"
         assert await again.streams() == ["cam"]
 
@@ -68,6 +69,7 @@ async def test_redis_pictures_are_capped_kept_only_for_retained_frames_and_share
     async with RedisPictures(redis_memory, max_per_stream=3) as store:
         await store.put("cam", [(k, JPEG + bytes([k])) for k in range(5)])
         assert await store.keys("cam") == [2, 3, 4]
+        assert await store.keys_between("cam", 0, 3) == [2, 3]
         assert await store.keep_only("cam", [3, 4, 99]) == 1
     async with RedisPictures(redis_memory, max_per_stream=3) as other:  # another agent, or a restart
         assert (await other.keys("cam"), await other.get("cam", 3)) == ([3, 4], JPEG + b"\x03")
