@@ -231,6 +231,7 @@ class Engine:
         start = self._now()
         scores = torch.cat([self.caches.scores(sid, tokens, prompt) for sid, tokens in streams])
         keep = top_k(scores, [torch.arange(len(scores))], config.budget, "global")
+        scores, keep = scores[keep.to(scores.device)].cpu(), keep.cpu()  # the one read back to the host
         select_ms = (self._now() - start) * 1e3
         if len(keep) == len(merged):
             needed = len(prompt.prefix_ids) + len(merged) + len(prompt.suffix_ids)
@@ -241,7 +242,7 @@ class Engine:
                 )
         seq = self.adapter.build_sequence(prompt, merged, None if len(keep) == len(merged) else keep)
         generated = self.adapter.generate(seq, max_new_tokens=self.config.max_new_tokens)
-        return generated.text, keep, scores[keep], {"select": select_ms, **generated.timings_ms}
+        return generated.text, keep, scores, {"select": select_ms, **generated.timings_ms}
 
     def _now(self) -> float:
         """A clock reading after the adapter's device has finished its queued work."""

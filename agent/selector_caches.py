@@ -143,14 +143,16 @@ class SelectorCaches:
         self._sync(stream_id, retained)
 
     def scores(self, stream_id: str, retained: VisualTokens, prompt: Prompt) -> torch.Tensor:
-        """(N,) float32 score of every row of `retained`, in its order, from the synced cache."""
+        """(N,) float32 score of every row of `retained`, in its order, from the synced cache (on the
+        selector's device: the caller reads them once, after top-k)."""
         if len(retained) == 0:
             self._sync(stream_id, retained)
-            return torch.empty(0, dtype=torch.float32)
+            return torch.empty(0, dtype=torch.float32, device=self.selector.device)
         have, want = self._sync(stream_id, retained)
         order = torch.argsort(have)
         position = order[torch.searchsorted(have[order], want)]  # cache row of each retained row
-        return self.caches[stream_id].score(prompt)[position]
+        scores = self.caches[stream_id].score(prompt)
+        return scores[position.to(scores.device)]
 
     def _sync(self, stream_id: str, retained: VisualTokens) -> tuple[torch.Tensor, torch.Tensor]:
         """`sync`, returning the codes of the cached rows (cache order) and of `retained` afterwards."""

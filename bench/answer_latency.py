@@ -158,8 +158,8 @@ def time_answer(
     elif method == "lite-cached":
         assert cache is not None
         start = time.perf_counter()
-        scores = cache.score(prompt)
-        keep = top_k(scores, cache.group_indices(), budget, "global")
+        scores = cache.score(prompt)  # on the device; top-k there, then the kept indices to the host
+        keep = top_k(scores, cache.group_indices(), budget, "global").cpu()
         sync()
         stages["select"] = (time.perf_counter() - start) * 1e3
     elif method == "full" and len(tokens) + 200 > adapter.max_positions:

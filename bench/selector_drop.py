@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
                     drop = torch.from_numpy(rng.permutation(len(tokens))[:n_drop])
                 else:  # evict what a different question found least relevant
                     other = adapter.prompt(clips[(i + 1) % args.n].question)
-                    drop = cache.score(other).argsort()[:n_drop]
+                    drop = cache.score(other).cpu().argsort()[:n_drop]
                 cache.drop(drop)
-                cached, fresh = cache.score(prompt), fresh_scores(selector, prompt, cache)
+                cached, fresh = cache.score(prompt).cpu(), fresh_scores(selector, prompt, cache)
                 if fraction == 0.0:
                     max_diff = max(max_diff, float((cached - fresh).abs().max()))
                 key = f"{policy} {fraction:.2f}"

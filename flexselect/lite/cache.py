@@ -15,11 +15,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from flexselect.lite.layers import LayerKV, cached_question_attention, decoder_layer, last_layer_keys
+from flexselect.lite.layers import (
+    LayerKV,
+    batched_question_attention,
+    batched_question_layer,
+    decoder_layer,
+    last_layer_keys,
+    question_visibility,
+)
 from flexselect.lite.model import LiteSelector, SelectorError
 from flexselect.lite.positions import as_position_ids
 from flexselect.lite.tokens import PairedTokens
-from flexselect.ranking import aggregate
 from flexselect.types import Prompt, VisualTokens
 
 
@@ -53,6 +59,28 @@ class CachedGroup:
         return 0 if self.tokens is None else len(self.tokens)
 
 
+@dataclass
+class StackedState:
+    """All groups' selector state in one tensor per layer, padded to the longest group (see `stacked`)."""
+
+    past_key: list[torch.Tensor]  # per layer 0..N-2: (G, Hkv, L, hd)
+    past_value: list[torch.Tensor]
+    last_key: torch.Tensor  # (G, Hkv, L, hd)
+    valid: torch.Tensor  # (G, L) bool on the device: real rows (prefix and the group's tokens)
+    rows: torch.Tensor  # (N,) on the device: flat (G * L) index of every cached token, in order
+    extents: torch.Tensor  # (G,) int64 on the CPU: where each group's question starts after its prefix
+
+
+def aggregate_groups(probs: torch.Tensor, how: str) -> torch.Tensor:
+    """`flexselect.ranking.aggregate` over G groups: (G, H, T, L) -> (G, L)."""
+    flat = probs.flatten(1, 2)
+    if how == "max":
+        return flat.max(dim=1).values
+    if how == "mean":
+        return flat.mean(dim=1)
+    raise ValueError(f"aggregation must be 'max' or 'mean', got {how!r}")
+
+
 class SelectorCache:
     """Per-layer selector keys and values of one stream's visual tokens, in scoring groups.
 
@@ -80,6 +108,7 @@ class SelectorCache:
         self.max_group_tokens = max_group_tokens
         self.max_group_frames = max_group_frames
         self.groups: list[CachedGroup] = []
+        self._stacked: StackedState | None = None
 
     # ------------------------------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -115,6 +144,7 @@ class SelectorCache:
             raise SelectorError("SelectorCache.append needs PairedTokens (see flexselect.lite.encode_pair)")
         if len(chunk) == 0:
             return
+        self._stacked = None
         frames, counts = torch.unique_consecutive(chunk.frame, return_counts=True)
         start = piece_start = 0
         pending: set[int] = set()  # frames of rows waiting to join the open group
@@ -170,9 +200,58 @@ class SelectorCache:
         group.frames.update(piece.frame.tolist())
 
     # ---------------------------------------------------------------------------------------- queries
+    def stacked(self) -> StackedState:
+        """Every group's state padded to the longest group and stacked, for batched questions.
+
+        Built once after the groups change (ingest, drop) and kept until they change again. Each group's
+        keys and values then become views into the stacked tensors, so the stacked state is the only copy;
+        while chunks are ingested between questions, groups that grow hold fresh tensors until the next
+        question stacks them again (at most twice the state for that moment).
+        """
+        if self._stacked is not None:
+            return self._stacked
+        groups = [g for g in self.groups if len(g)]
+        p = len(self.prefix_ids)
+        lengths = [p + len(g) for g in groups]  # metadata: Python ints, no device sync
+        width = max(lengths)
+        device = groups[0].last.key.device
+
+        def stack(parts: list[torch.Tensor]) -> torch.Tensor:
+            first = parts[0]
+            out = first.new_zeros(len(parts), first.shape[1], width, first.shape[3])
+            for i, part in enumerate(parts):
+                out[i, :, : part.shape[2]] = part[0]
+            return out
+
+        n_layers = len(groups[0].past)
+        past_key = [stack([g.past[i].key for g in groups]) for i in range(n_layers)]
+        past_value = [stack([g.past[i].value for g in groups]) for i in range(n_layers)]  # type: ignore[misc]
+        last_key = stack([g.last.key for g in groups])
+        for j, (group, length) in enumerate(zip(groups, lengths, strict=True)):  # views: one copy only
+            group.past = [
+                LayerKV(past_key[i][j : j + 1, :, :length], past_value[i][j : j + 1, :, :length])
+                for i in range(n_layers)
+            ]
+            group.last = LayerKV(last_key[j : j + 1, :, :length])
+        valid = torch.arange(width)[None] < torch.tensor(lengths)[:, None]  # (G, L) on the CPU
+        rows = torch.cat([j * width + torch.arange(p, length) for j, length in enumerate(lengths)])
+        self._stacked = StackedState(
+            past_key=past_key,
+            past_value=past_value,
+            last_key=last_key,
+            valid=valid.to(device),
+            rows=rows.to(device),
+            extents=torch.tensor([g.extent for g in groups]),
+        )
+        return self._stacked
+
     @torch.no_grad()
     def score(self, prompt: Prompt) -> torch.Tensor:
-        """(N,) float32 score of every cached token for the question in `prompt`."""
+        """(N,) float32 score of every cached token for the question in `prompt`, on the selector's device.
+
+        Every selector layer runs once for the question rows of all groups together (each group's rows
+        padded and masked), with no host round trip until the caller reads the scores.
+        """
         if not torch.equal(prompt.prefix_ids.long().cpu(), self.prefix_ids):
             raise SelectorError(
                 "the prompt's prefix differs from the one this cache was built with; rebuild it"
@@ -180,22 +259,22 @@ class SelectorCache:
         if prompt.query_len == 0:
             raise SelectorError("the prompt has no question tokens")
         sel = self.selector
-        p, t = len(self.prefix_ids), prompt.query_len
-        question = sel.embed_ids(prompt.suffix_ids)[None]
-        scores = []
-        for group in self.groups:
-            if len(group) == 0:
-                continue
-            positions = as_position_ids(
-                (p + group.extent + torch.arange(t)).view(1, -1), mrope=sel.config.mrope
-            )
-            cos, sin = sel.rope(positions, question)
-            h = question
-            for i, layer in enumerate(sel.layers[:-1]):
-                h, _ = decoder_layer(layer, h, cos, sin, group.past[i])
-            probs = cached_question_attention(sel.last, h, cos, sin, group.last)  # (H, T, P + V + T)
-            scores.append(aggregate(probs[:, :, p : p + len(group)], sel.config.aggregation).float().cpu())
-        return torch.cat(scores) if scores else torch.empty(0)
+        if len(self) == 0:
+            return torch.empty(0, dtype=torch.float32, device=sel.device)
+        state = self.stacked()
+        p, t, g = len(self.prefix_ids), prompt.query_len, len(state.extents)
+        question = sel.embed_ids(prompt.suffix_ids)[None].expand(g, -1, -1)  # (G, T, D)
+        starts = p + state.extents[:, None] + torch.arange(t)[None]  # (G, T) on the CPU
+        positions = starts[None].expand(3, -1, -1) if sel.config.mrope else starts
+        cos, sin = sel.rope(positions, question)
+        visible = question_visibility(state.valid, t)
+        h = question
+        for i, layer in enumerate(sel.layers[:-1]):
+            h = batched_question_layer(layer, h, cos, sin, state.past_key[i], state.past_value[i], visible)
+        probs = batched_question_attention(sel.last, h, cos, sin, state.last_key, visible)
+        width = state.valid.shape[1]
+        per_row = aggregate_groups(probs[..., :width], sel.config.aggregation)  # (G, L)
+        return per_row.flatten().index_select(0, state.rows)
 
     # --------------------------------------------------------------------------------------- eviction
     @torch.no_grad()
@@ -205,6 +284,7 @@ class SelectorCache:
         index = index.long().cpu()
         if len(index) and (int(index.min()) < 0 or int(index.max()) >= total):
             raise IndexError(f"drop index out of range for {total} cached tokens")
+        self._stacked = None
         gone = torch.zeros(total, dtype=torch.bool)
         gone[index] = True
         p, start = len(self.prefix_ids), 0
@@ -229,6 +309,7 @@ class SelectorCache:
 
     def clear(self) -> None:
         self.groups = []
+        self._stacked = None
 
     def rebuild(self, tokens: PairedTokens | None = None) -> None:
         """Recompute the cache from stored tokens (e.g. after a restart); default: the tokens it holds."""

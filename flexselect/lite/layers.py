@@ -46,17 +46,17 @@ def rope_module(attn: nn.Module) -> ModuleType:
 def project_qkv(
     attn: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, want_q: bool, want_v: bool
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-    """Q (1, H, n, d), K and V (1, Hkv, n, d) of normed rows `x` (1, n, D), with RoPE on Q and K."""
-    _, n, _ = x.shape
+    """Q (B, H, n, d), K and V (B, Hkv, n, d) of normed rows `x` (B, n, D), with RoPE on Q and K."""
+    b, n, _ = x.shape
     hd = attn.head_dim
     rope = rope_module(attn)
-    k = attn.k_proj(x).view(1, n, -1, hd).transpose(1, 2)  # (1, Hkv, n, hd)
-    q = attn.q_proj(x).view(1, n, -1, hd).transpose(1, 2) if want_q else None  # (1, H, n, hd)
+    k = attn.k_proj(x).view(b, n, -1, hd).transpose(1, 2)  # (B, Hkv, n, hd)
+    q = attn.q_proj(x).view(b, n, -1, hd).transpose(1, 2) if want_q else None  # (B, H, n, hd)
     if q is not None:
         q, k = rope.apply_rotary_pos_emb(q, k, cos, sin)
     else:
         _, k = rope.apply_rotary_pos_emb(k, k, cos, sin)
-    v = attn.v_proj(x).view(1, n, -1, hd).transpose(1, 2) if want_v else None
+    v = attn.v_proj(x).view(b, n, -1, hd).transpose(1, 2) if want_v else None
     return q, k, v
 
 
@@ -111,3 +111,77 @@ def cached_question_attention(
     future = torch.ones(t, t, dtype=torch.bool, device=h.device).triu(1)  # (T, T) question-to-later-question
     logits[..., s:] = logits[..., s:].masked_fill(future, float("-inf"))
     return logits.softmax(dim=-1)[0]
+
+
+# ------------------------------------------------------------------------------------- batched questions
+def _fold_heads(q: torch.Tensor, kv_heads: int) -> torch.Tensor:
+    """(G, H, T, d) queries as (G, Hkv, H/Hkv * T, d): each key head's query heads stacked along rows, so
+    grouped-query attention needs no copy of the cached keys (head h reads key head h // (H / Hkv))."""
+    g, h, t, d = q.shape
+    return q.reshape(g, kv_heads, (h // kv_heads) * t, d)
+
+
+def question_visibility(past_valid: torch.Tensor, t: int) -> torch.Tensor:
+    """(G, 1, T, L + T) bool: question row i of group g sees the group's valid cached rows (`past_valid`,
+    (G, L)) and question rows 0..i."""
+    g, length = past_valid.shape
+    causal = torch.ones(t, t, dtype=torch.bool, device=past_valid.device).tril()
+    past = past_valid[:, None, None, :].expand(g, 1, t, length)
+    return torch.cat([past, causal.expand(g, 1, t, t)], dim=-1)
+
+
+def batched_question_layer(
+    layer: nn.Module,
+    h: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    past_key: torch.Tensor,
+    past_value: torch.Tensor,
+    visible: torch.Tensor,
+) -> torch.Tensor:
+    """`decoder_layer` for the question rows of G groups at once, each against its own padded cache.
+
+    Args:
+        h: (G, T, D) question rows entering the layer (they differ per group after the first layer).
+        cos, sin: (G, T, head_dim) rotary tables at each group's question positions.
+        past_key, past_value: (G, Hkv, L, hd) cached rows, padded to the longest group.
+        visible: (G, 1, T, L + T) from `question_visibility`.
+    Returns the layer's output (G, T, D). One call of every projection for all groups; no host sync.
+    """
+    attn = layer.self_attn
+    g, t, _ = h.shape
+    x = layer.input_layernorm(h)
+    q, k, v = project_qkv(attn, x, cos, sin, want_q=True, want_v=True)
+    assert q is not None and v is not None
+    kv_heads = k.shape[1]
+    rep = q.shape[1] // kv_heads
+    keys, values = torch.cat([past_key, k], dim=2), torch.cat([past_value, v], dim=2)
+    mask = visible.repeat(1, 1, rep, 1)  # (G, 1, rep * T, L + T), rows in folded order
+    out = F.scaled_dot_product_attention(
+        _fold_heads(q, kv_heads), keys, values, attn_mask=mask, scale=attn.scaling
+    )  # (G, Hkv, rep * T, hd)
+    out = out.reshape(g, q.shape[1], t, -1)  # (G, H, T, hd)
+    h = h + attn.o_proj(out.transpose(1, 2).reshape(g, t, -1))
+    return h + layer.mlp(layer.post_attention_layernorm(h))
+
+
+def batched_question_attention(
+    layer: nn.Module,
+    h: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    past_key: torch.Tensor,
+    visible: torch.Tensor,
+) -> torch.Tensor:
+    """`cached_question_attention` for G groups at once: (G, H, T, L + T) float32 probabilities, zero on
+    padded rows."""
+    attn = layer.self_attn
+    g, t, _ = h.shape
+    q, k, _ = project_qkv(attn, layer.input_layernorm(h), cos, sin, want_q=True, want_v=False)
+    assert q is not None
+    kv_heads = k.shape[1]
+    rep = q.shape[1] // kv_heads
+    keys = torch.cat([past_key, k], dim=2).float()  # (G, Hkv, L + T, hd)
+    logits = (_fold_heads(q, kv_heads).float() @ keys.transpose(-1, -2)) * attn.scaling
+    logits = logits.masked_fill(~visible.repeat(1, 1, rep, 1), float("-inf"))
+    return logits.softmax(dim=-1).reshape(g, q.shape[1], t, -1)

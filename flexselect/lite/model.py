@@ -127,7 +127,11 @@ class LiteSelector(nn.Module):
         offsets, extent = self.offsets(tokens)
         positions = sequence_positions(p, offsets, extent, t, mrope=self.config.mrope)
         embeds = torch.cat(
-            [self.embed_ids(prompt.prefix_ids), lite.to(self.dtype), self.embed_ids(prompt.suffix_ids)]
+            [
+                self.embed_ids(prompt.prefix_ids),
+                lite.to(self.device, self.dtype),
+                self.embed_ids(prompt.suffix_ids),
+            ]
         )
         layer_input = self.layer_input(embeds[None], positions)
         query_rows = torch.arange(p + v, p + v + t, device=self.device)
