@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from flexselect.adapters import VideoLLMAdapter, adapter_for_model_type
-from flexselect.budget import select
 from flexselect.config import SelectionConfig
 from flexselect.lite import TINY, LiteScorer, LiteSelector, PairedTokens, SelectorCache, encode_pair
 from flexselect.pipeline import FlexSelectPipeline
