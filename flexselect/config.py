@@ -46,6 +46,9 @@ class SelectionConfig:
         budget_mode: "global" top-K over all scores, or an equal "per_group" share (the paper).
         evidence_share: kept tokens scoring below this share of the best score are context, not evidence
             (they still reach the model, but are not reported as where the answer was seen).
+        full_when_cheaper: with the training-free reference scorer, answer over every token (a full
+            prefill, no evidence scores) when selection cannot pay (`flexselect.budget.selection_pays`);
+            the answer says so in `AnswerResult.note`. Off by default: the agent wants evidence scores.
     """
 
     budget: int = 7040
@@ -55,6 +58,7 @@ class SelectionConfig:
     max_frames_per_group: int = 64
     budget_mode: BudgetMode = "global"
     evidence_share: float = 0.1
+    full_when_cheaper: bool = False
 
     def __post_init__(self) -> None:
         if self.budget < 1:

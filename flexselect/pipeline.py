@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from flexselect.adapters.base import VideoLLMAdapter
-from flexselect.budget import Scorer, select
+from flexselect.budget import Scorer, select, selection_pays
 from flexselect.config import SelectionConfig
+from flexselect.ranking import ReferenceScorer
 from flexselect.types import Prompt, Selection, VisualTokens
 
 
@@ -35,6 +36,7 @@ class AnswerResult:
     evidence: list[EvidenceSpan]
     timings_ms: dict[str, float] = field(default_factory=dict)
     selection: Selection | None = None
+    note: str | None = None  # why the answer did not select (e.g. a full prefill was cheaper)
 
 
 class _Timer:
@@ -134,7 +136,9 @@ class FlexSelectPipeline:
         prompt = self.adapter.prompt(question)
         selection: Selection | None = None
         keep: torch.Tensor | None = None
-        if self.scorer is not None:  # scored even when all fit: the scores say which tokens are evidence
+        note = self._full_prefill_note(prompt, len(tokens))
+        if self.scorer is not None and note is None:  # scored even when all fit: the scores say which
+            # tokens are evidence
             selection = timer.run(  # type: ignore[assignment]
                 "select",
                 lambda: select(
@@ -166,4 +170,18 @@ class FlexSelectPipeline:
             evidence=evidence_spans(kept, kept_scores, min_share=self.config.evidence_share),
             timings_ms=timings,
             selection=selection,
+            note=note,
+        )
+
+    def _full_prefill_note(self, prompt: Prompt, retained: int) -> str | None:
+        """Why a full prefill replaces reference selection here, or None (see `full_when_cheaper`)."""
+        if not (self.config.full_when_cheaper and isinstance(self.scorer, ReferenceScorer)):
+            return None
+        fits = len(prompt.prefix_ids) + retained + len(prompt.suffix_ids) <= self.adapter.max_positions
+        depth = self.adapter.num_layers
+        if not fits or selection_pays(retained, self.config.budget, layer=self.scorer.layer, depth=depth):
+            return None
+        return (
+            f"full prefill: reference selection through layer {self.scorer.layer} of {depth} cannot pay "
+            f"for {retained} tokens with a budget of {self.config.budget}"
         )
