@@ -33,7 +33,7 @@ import torch
 from agent.memory import MemoryConfig, RetentionConfig, open_memory
 from bench.report import environment, plot, table, write_json
 from flexselect.adapters import Qwen25VLAdapter, VideoLLMAdapter
-from flexselect.budget import select, top_k
+from flexselect.budget import select, selection_pays, top_k
 from flexselect.config import SelectionConfig
 from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorCache
 from flexselect.ranking import ReferenceScorer
@@ -42,12 +42,13 @@ from flexselect.types import TokenKind, VisualTokens
 QUESTION = "what color was the square that crossed the left side of the loading dock this morning ?"
 
 
-def build(model: str) -> tuple[VideoLLMAdapter, int]:
-    """The adapter and its tokens per frame (128 at 448x448 for the 7B shapes)."""
+def build(model: str, max_tokens: int) -> tuple[VideoLLMAdapter, int]:
+    """The adapter and its tokens per frame (128 at 448x448 for the 7B shapes), its position limit raised
+    past `max_tokens` so that full prefill runs at every size (speed does not depend on the limit)."""
     if model == "qwen2.5-vl-7b":
         from flexselect.shapes import qwen2_5_vl_7b
 
-        net, processor = qwen2_5_vl_7b(device="cuda")
+        net, processor = qwen2_5_vl_7b(device="cuda", max_positions=max(128_000, max_tokens + 4096))
         return Qwen25VLAdapter(net, processor), 128
     from flexselect.tiny import build_tiny
 
@@ -143,6 +144,11 @@ def time_answer(
     prompt = adapter.prompt(QUESTION)
     stages: dict[str, float] = {}
     keep = None
+    if method == "reference" and not selection_pays(
+        len(tokens), budget, layer=ReferenceScorer(adapter).layer, depth=adapter.num_layers
+    ):
+        method = "full"  # selection cannot pay: the pipeline's `full_when_cheaper` answers over every token
+        stages["fallback"] = 1.0
     if method in ("reference", "lite"):
         start = time.perf_counter()
         if method == "reference":
@@ -184,19 +190,26 @@ def main() -> None:
     parser.add_argument(
         "--budget", type=int, default=None, help="kept tokens (default 7040, tiny: 32 frames)"
     )
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--full-repeats",
+        type=int,
+        default=2,
+        help="repeats of full prefill above 65,536 tokens (slowest row)",
+    )
     parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--methods", default="full,reference,lite,lite-cached")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    adapter, per_frame = build(args.model)
-    selector = build_selector(adapter, args.model)
     methods = args.methods.split(",")
     big = args.model != "tiny"
     sizes = [int(s) for s in (args.sizes or ("16384,65536,131072" if big else "2048,8192,32768")).split(",")]
+    adapter, per_frame = build(args.model, max(sizes))  # built once for every size
+    selector = build_selector(adapter, args.model)
     budget = args.budget or (7040 if big else 32 * per_frame)
     rows: list[dict[str, Any]] = []
+    warmed: set[str] = set()
     for n in sizes:
         tokens = synthetic_tokens(adapter, n, per_frame, seed=n, selector=selector)
         memory = asyncio.run(fill_memory(tokens, per_frame))
@@ -207,8 +220,10 @@ def main() -> None:
             sync()
             ingest_ms = (time.perf_counter() - start) * 1e3
         for method in methods:
+            repeats = args.full_repeats if method == "full" and n > 65_536 else args.repeats
+            warm = 0 if method in warmed else 1  # the first run of a method warms its kernels up
             runs: list[dict[str, float]] = []
-            for _ in range(args.repeats + 1):  # the first run warms up
+            for _ in range(repeats + warm):
                 start = time.perf_counter()
                 retained = asyncio.run(memory.read(["cam"]))["cam"].tokens
                 read_ms = (time.perf_counter() - start) * 1e3
@@ -219,15 +234,25 @@ def main() -> None:
             if not runs:
                 rows.append({"tokens": n, "method": method, "note": "does not fit"})
                 continue
-            runs = runs[1:] or runs
+            warmed.add(method)
+            runs = runs[warm:] or runs
+            fallback = bool(runs[0].pop("fallback", 0.0))
+            for r in runs[1:]:
+                r.pop("fallback", None)
             ttft = [r["read"] + r.get("select", 0.0) + r["build"] + r["prefill"] for r in runs]
             total = [t + r["decode"] for t, r in zip(ttft, runs, strict=True)]
-            row: dict[str, Any] = {"tokens": n, "method": method}
-            row.update({f"{k}_ms": statistics.median(r[k] for r in runs) for k in runs[0]})
+            row: dict[str, Any] = {"tokens": n, "method": method, "repeats": len(runs)}
+            for k in runs[0]:
+                row[f"{k}_ms"] = statistics.median(r[k] for r in runs)
+                row[f"{k}_p95_ms"] = percentile([r[k] for r in runs], 0.95)
             row.update(ttft_ms=statistics.median(ttft), ttft_p95_ms=percentile(ttft, 0.95))
             row.update(total_ms=statistics.median(total), total_p95_ms=percentile(total, 0.95))
             if method == "lite-cached":
                 row["ingest_ms"] = ingest_ms  # once per token at ingest, not per question
+                assert cache is not None
+                row["state_mb"] = cache.nbytes() / 2**20
+            if fallback:
+                row["note"] = "full prefill: selection cannot pay (full_when_cheaper)"
             rows.append(row)
     for n in sizes:
         full = next((r for r in rows if r["tokens"] == n and r["method"] == "full" and "ttft_ms" in r), None)
@@ -243,13 +268,17 @@ def main() -> None:
         "decode_ms",
         "ttft_ms",
         "ttft_p95_ms",
+        "build_ms",
         "total_ms",
         "speedup_ttft",
         "ingest_ms",
         "note",
     ]
     env = environment()
-    print(f"answer latency, {args.model}, budget {budget}, {args.repeats} repeats; {env['device']}")
+    print(
+        f"answer latency, {args.model}, budget {budget}, {args.repeats} repeats (medians; p95 in the JSON); "
+        f"{env['device']}"
+    )
     print(table(rows, columns))
     if not big:
         print("(CPU, tiny configuration: only the ratios mean anything; on a GPU run --model qwen2.5-vl-7b)")

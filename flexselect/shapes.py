@@ -50,12 +50,23 @@ QWEN2_5_0_5B_TEXT: dict[str, Any] = {
 
 
 def qwen2_5_vl_7b(
-    *, device: str | torch.device, dtype: torch.dtype = torch.bfloat16, frame_side: int = 448
+    *,
+    device: str | torch.device,
+    dtype: torch.dtype = torch.bfloat16,
+    frame_side: int = 448,
+    max_positions: int | None = None,
 ) -> tuple[PreTrainedModel, Any]:
-    """A random Qwen2.5-VL-7B-shaped model on `device` and a processor resizing frames to `frame_side`."""
+    """A random Qwen2.5-VL-7B-shaped model on `device` and a processor resizing frames to `frame_side`.
+
+    `max_positions` raises the position limit (128,000) for timing longer sequences: rotary tables are
+    computed per position, so speed does not depend on it.
+    """
+    text = {**QWEN2_5_VL_7B_TEXT, "eos_token_id": special_id("<|im_end|>")}
+    if max_positions is not None:
+        text["max_position_embeddings"] = max_positions
     config = Qwen2_5_VLConfig(
         vision_config=QWEN2_5_VL_7B_VISION,
-        text_config={**QWEN2_5_VL_7B_TEXT, "eos_token_id": special_id("<|im_end|>")},
+        text_config=text,
         image_token_id=special_id("<|image_pad|>"),
         video_token_id=special_id("<|video_pad|>"),
         vision_start_token_id=special_id("<|vision_start|>"),
