@@ -42,7 +42,7 @@ from flexselect.types import TokenKind, VisualTokens
 QUESTION = "what color was the square that crossed the left side of the loading dock this morning ?"
 
 
-def build(model: str, max_tokens: int) -> tuple[VideoLLMAdapter, int]:
+def build(model: str, max_tokens: int = 0) -> tuple[VideoLLMAdapter, int]:
     """The adapter and its tokens per frame (128 at 448x448 for the 7B shapes), its position limit raised
     past `max_tokens` so that full prefill runs at every size (speed does not depend on the limit)."""
     if model == "qwen2.5-vl-7b":
@@ -138,14 +138,21 @@ def time_answer(
     new_tokens: int,
     selector: LiteSelector | None = None,
     cache: SelectorCache | None = None,
+    *,
+    full_when_cheaper: bool = False,
 ) -> dict[str, float] | None:
     """Stage times (ms) of one answer, or None when the method does not fit (`lite` needs the selector,
-    `lite-cached` its cache)."""
+    `lite-cached` its cache). With `full_when_cheaper`, `reference` answers over every token where
+    selection cannot pay (as the pipeline's option does) and marks the stages with `fallback`."""
     prompt = adapter.prompt(QUESTION)
     stages: dict[str, float] = {}
     keep = None
-    if method == "reference" and not selection_pays(
-        len(tokens), budget, layer=ReferenceScorer(adapter).layer, depth=adapter.num_layers
+    if (
+        full_when_cheaper
+        and method == "reference"
+        and not selection_pays(
+            len(tokens), budget, layer=ReferenceScorer(adapter).layer, depth=adapter.num_layers
+        )
     ):
         method = "full"  # selection cannot pay: the pipeline's `full_when_cheaper` answers over every token
         stages["fallback"] = 1.0
@@ -227,7 +234,16 @@ def main() -> None:
                 start = time.perf_counter()
                 retained = asyncio.run(memory.read(["cam"]))["cam"].tokens
                 read_ms = (time.perf_counter() - start) * 1e3
-                stages = time_answer(adapter, retained, method, budget, args.new_tokens, selector, cache)
+                stages = time_answer(
+                    adapter,
+                    retained,
+                    method,
+                    budget,
+                    args.new_tokens,
+                    selector,
+                    cache,
+                    full_when_cheaper=True,
+                )
                 if stages is None:
                     break
                 runs.append({"read": read_ms, **stages})
