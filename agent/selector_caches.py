@@ -22,13 +22,9 @@ from flexselect.lite.tokens import layout_of
 from flexselect.types import Prompt, VisualTokens
 
 
-def row_keys(tokens: VisualTokens) -> torch.Tensor:
-    """(N, 7) int64 identity of each row: frame, grid (step, row, col), kind, token id, copy ordinal.
-
-    The ordinal numbers the rows that share the first six fields in order of appearance, so keys are
-    unique within `tokens` and duplicates are matched deterministically (first copy to first copy).
-    """
-    ident = torch.cat(
+def _identity(tokens: VisualTokens) -> torch.Tensor:
+    """(N, 6) int64: frame, grid (step, row, col), kind, token id of each row, on the CPU."""
+    return torch.cat(
         [
             tokens.frame.reshape(-1, 1).to(torch.int64),
             tokens.grid.to(torch.int64),
@@ -37,16 +33,53 @@ def row_keys(tokens: VisualTokens) -> torch.Tensor:
         ],
         dim=1,
     ).cpu()
-    n = len(ident)
-    if n == 0:
-        return torch.empty(0, 7, dtype=torch.int64)
-    _, inverse = torch.unique(ident, dim=0, return_inverse=True)
+
+
+def _ordinals(inverse: torch.Tensor) -> torch.Tensor:
+    """(N,) the k-th appearance (0-based) of each row among rows with the same `inverse` class."""
+    n = len(inverse)
     order = torch.sort(inverse, stable=True).indices
     counts = torch.bincount(inverse)
     starts = torch.cumsum(counts, 0) - counts
     ordinal = torch.empty(n, dtype=torch.int64)
     ordinal[order] = torch.arange(n) - starts[inverse[order]]
-    return torch.cat([ident, ordinal.view(-1, 1)], dim=1)
+    return ordinal
+
+
+def row_keys(tokens: VisualTokens) -> torch.Tensor:
+    """(N, 7) int64 identity of each row: frame, grid (step, row, col), kind, token id, copy ordinal.
+
+    The ordinal numbers the rows that share the first six fields in order of appearance, so keys are
+    unique within `tokens` and duplicates are matched deterministically (first copy to first copy).
+    """
+    ident = _identity(tokens)
+    if len(ident) == 0:
+        return torch.empty(0, 7, dtype=torch.int64)
+    _, inverse = torch.unique(ident, dim=0, return_inverse=True)
+    return torch.cat([ident, _ordinals(inverse).view(-1, 1)], dim=1)
+
+
+_MIX = 0x100000001B3  # the 64-bit FNV prime: multiply-xor mixing of the identity columns (wraps in int64)
+
+
+def _hash_rows(columns: torch.Tensor) -> torch.Tensor:
+    """(N,) int64 hash of each row of `columns` (N, C) int64."""
+    h = torch.full((len(columns),), -3750763034362895579, dtype=torch.int64)  # the FNV offset basis
+    for c in range(columns.shape[1]):
+        h = (h ^ columns[:, c]) * _MIX
+    return h
+
+
+def row_codes(ident: torch.Tensor) -> torch.Tensor:
+    """(N,) int64 code of each row's `row_keys` identity, from its (N, 6) `_identity`: a hash of the six
+    fields and the copy ordinal. One-dimensional, so matching 131k rows costs milliseconds, not the
+    seconds `torch.unique(dim=0)` takes; equal keys give equal codes, and callers verify the match
+    (`SelectorCaches._codes`), so a hash collision costs time, never a wrong score."""
+    if len(ident) == 0:
+        return torch.empty(0, dtype=torch.int64)
+    h = _hash_rows(ident)
+    _, inverse = torch.unique(h, return_inverse=True)
+    return _hash_rows(torch.stack([h, _ordinals(inverse)], dim=1))
 
 
 def _layout_only(tokens: PairedTokens) -> PairedTokens:
@@ -189,9 +222,41 @@ class SelectorCaches:
 
     @staticmethod
     def _codes(cache: SelectorCache, retained: VisualTokens) -> tuple[torch.Tensor, torch.Tensor]:
-        """Integer codes of the cached rows (in cache order) and the retained rows, equal for equal keys."""
-        parts = [g.tokens for g in cache.groups if g.tokens is not None and len(g)]
-        cached = row_keys(VisualTokens.concat(parts)) if parts else torch.empty(0, 7, dtype=torch.int64)
-        both = torch.cat([cached, row_keys(retained)])
-        _, codes = torch.unique(both, dim=0, return_inverse=True)
+        """Integer codes of the cached rows (in cache order) and the retained rows, equal for equal keys.
+
+        Hashed identities (`row_codes`) are checked: where two different rows would share a code, the
+        exact keys (`row_keys`, slow at large sizes) decide instead.
+        """
+        parts = [_identity(g.tokens) for g in cache.groups if g.tokens is not None and len(g)]
+        cached = torch.cat(parts) if parts else torch.empty(0, 6, dtype=torch.int64)
+        wanted = _identity(retained)
+        have, want = row_codes(cached), row_codes(wanted)
+        if _unique(have) and _unique(want) and _same_rows(have, cached, want, wanted):
+            return have, want
+        exact = torch.cat([row_keys_of(cached), row_keys_of(wanted)])
+        _, codes = torch.unique(exact, dim=0, return_inverse=True)
         return codes[: len(cached)], codes[len(cached) :]
+
+
+def row_keys_of(ident: torch.Tensor) -> torch.Tensor:
+    """`row_keys` from an (N, 6) `_identity`."""
+    if len(ident) == 0:
+        return torch.empty(0, 7, dtype=torch.int64)
+    _, inverse = torch.unique(ident, dim=0, return_inverse=True)
+    return torch.cat([ident, _ordinals(inverse).view(-1, 1)], dim=1)
+
+
+def _unique(codes: torch.Tensor) -> bool:
+    """Whether `codes` are unique within one set of rows (the keys are, with their ordinals)."""
+    return len(torch.unique(codes)) == len(codes)
+
+
+def _same_rows(have: torch.Tensor, cached: torch.Tensor, want: torch.Tensor, wanted: torch.Tensor) -> bool:
+    """Whether every pair of rows with equal codes across the two sets has equal identities."""
+    if len(have) == 0:
+        return True
+    order = torch.argsort(have)
+    at = torch.searchsorted(have[order], want).clamp_max(len(have) - 1)
+    match = order[at]
+    hit = have[match] == want
+    return bool((cached[match[hit]] == wanted[hit]).all())

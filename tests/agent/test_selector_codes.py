@@ -1,0 +1,37 @@
+"""Matching cached rows to retained rows by hashed identities: exact where it matters, fast at any size."""
+
+from __future__ import annotations
+
+import torch
+
+import agent.selector_caches as caches
+from agent.selector_caches import SelectorCaches, row_keys
+from tests.selector.selector_helpers import QUESTION, paired, tiny_adapter, tiny_selector
+
+
+def test_row_codes_are_equal_exactly_where_row_keys_are():
+    adapter = tiny_adapter("qwen2_5_vl")
+    tokens = paired(tiny_selector(adapter), adapter, 8)
+    doubled = tokens.select(torch.cat([torch.arange(len(tokens)), torch.arange(4)]))  # repeated identities
+    codes = caches.row_codes(caches._identity(doubled))
+    keys = row_keys(doubled)
+    same_code = codes[:, None] == codes[None]
+    same_key = (keys[:, None] == keys[None]).all(-1)
+    assert torch.equal(same_code, same_key) and len(torch.unique(codes)) == len(doubled)
+
+
+def test_colliding_codes_fall_back_to_the_exact_keys_with_the_same_scores(monkeypatch):
+    adapter = tiny_adapter("qwen2_5_vl")
+    selector = tiny_selector(adapter)
+    tokens = paired(selector, adapter, 12)
+    prompt = adapter.prompt(QUESTION)
+
+    def scores() -> torch.Tensor:
+        stream = SelectorCaches(selector, prompt.prefix_ids, max_group_tokens=16, max_group_frames=64)
+        stream.ingest("cam", tokens)
+        retained = tokens.select(torch.arange(4, len(tokens)))  # the memory evicted the first rows
+        return stream.scores("cam", retained, prompt)
+
+    expected = scores()
+    monkeypatch.setattr(caches, "row_codes", lambda ident: torch.zeros(len(ident), dtype=torch.int64))
+    assert torch.equal(scores(), expected)
