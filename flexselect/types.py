@@ -1,4 +1,12 @@
-"""Tensors that cross the model boundary: visual tokens with metadata, prompts, scores and selections."""
+"""Tensors that cross the model boundary: visual tokens with metadata, prompts, scores and selections.
+
+Devices, one rule for the whole project: a tensor is made on the device where it is used (a model's
+inputs on the model's device, moved there by the code that calls the model: `x.to(model.device)`, or
+`torch.arange(..., device=...)`), and metadata stays on the CPU by design: the frame, time, grid, kind
+and token-id fields of `VisualTokens`, prompt ids, position layouts before they enter a model, group and
+keep indices. Embeddings may live anywhere (the memory stores CPU copies); scores are read back to the
+host once, at the boundary (after top-k), never inside a model path.
+"""
 
 from __future__ import annotations
 
