@@ -77,7 +77,7 @@ class Engine:
     thread only.
 
     Args:
-        cache_rebuild_share / cache_max_rows: `SelectorCaches` limits (with `scorer: lite`).
+        cache_rebuild_share / cache_max_rows / cache_max_bytes: `SelectorCaches` limits (`scorer: lite`).
 
     Raises:
         ConfigError: with `scorer: lite`, the selector does not load or was not trained for this model.
@@ -91,6 +91,7 @@ class Engine:
         standing_prompts: list[str],
         cache_rebuild_share: float = 0.5,
         cache_max_rows: int = 65_536,
+        cache_max_bytes: int | None = None,
     ):
         self.adapter = adapter
         self.config = config
@@ -113,6 +114,7 @@ class Engine:
                 max_group_frames=config.max_frames_per_group,
                 rebuild_share=cache_rebuild_share,
                 max_rows=cache_max_rows,
+                max_bytes=cache_max_bytes,
             )
         self._standing: list[Prompt] = []
         self.set_standing_prompts(standing_prompts)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from flexselect.lite import LiteSelector, PairedTokens, SelectorCache, SelectorError
+from flexselect.budget import frame_groups
+from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorCache, SelectorError
 from flexselect.lite.tokens import layout_of
 from flexselect.types import Prompt, VisualTokens
 
@@ -85,7 +86,16 @@ def row_codes(ident: torch.Tensor) -> torch.Tensor:
 def _layout_only(tokens: PairedTokens) -> PairedTokens:
     """`tokens` without the base model's embeddings (the memory holds those): layout and selector rows."""
     assert tokens.lite is not None
-    return PairedTokens.pair(layout_of(tokens), tokens.lite.detach().cpu())
+    return PairedTokens.pair(layout_of(tokens), tokens.lite.detach())
+
+
+def state_bytes_per_row(selector: LiteSelector) -> int:
+    """Bytes of cached selector state per token: keys and values in layers 0..N-2, keys in the last."""
+    shape = selector.config.decoder
+    attn = selector.last.self_attn
+    kv_width = attn.k_proj.out_features  # kv heads x head dim
+    element = torch.empty(0, dtype=selector.dtype).element_size()
+    return ((shape.layers - 1) * 2 + 1) * kv_width * element
 
 
 @dataclass
@@ -94,7 +104,8 @@ class CacheStats:
 
     rebuilds: int = 0  # full recomputations from retained rows
     dropped: int = 0  # rows dropped in step with the memory
-    cleared: int = 0  # caches cleared at ingest for exceeding `max_rows`
+    cleared: int = 0  # caches cleared at ingest for exceeding `max_rows` or `max_bytes`
+    fresh: int = 0  # questions scored by fresh passes: the retained rows exceed `max_bytes`
 
 
 class SelectorCaches:
@@ -109,6 +120,11 @@ class SelectorCaches:
             from a fresh pass as more is dropped; docs/selector.md).
         max_rows: rows a stream's cache may hold between questions; an ingest past it clears the cache
             (rebuilt from the retained rows at the next question), since evictions are only seen at a sync.
+        max_bytes: device bytes of selector state a stream's cache may hold (None: no limit; see
+            `state_bytes_per_row`). An ingest past it clears the cache; a question whose retained rows
+            would need more is scored by fresh selector passes over its groups (the uncached Lite path,
+            several times slower, still no base-model pass) and builds no cache, until the memory holds
+            fewer rows. `CacheStats.fresh` counts those questions.
     """
 
     def __init__(
@@ -120,6 +136,7 @@ class SelectorCaches:
         max_group_frames: int,
         rebuild_share: float = 0.5,
         max_rows: int = 65_536,
+        max_bytes: int | None = None,
     ) -> None:
         if not 0.0 <= rebuild_share <= 1.0:
             raise ValueError(f"rebuild_share must be in [0, 1], got {rebuild_share}")
@@ -131,6 +148,8 @@ class SelectorCaches:
         self.max_group_frames = max_group_frames
         self.rebuild_share = rebuild_share
         self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.row_bytes = state_bytes_per_row(selector)
         self.caches: dict[str, SelectorCache] = {}
         self.stats: dict[str, CacheStats] = {}
 
@@ -142,6 +161,7 @@ class SelectorCaches:
                 self.prefix_ids,
                 max_group_tokens=self.max_group_tokens,
                 max_group_frames=self.max_group_frames,
+                keep_inputs=False,
             )
             self.stats[stream_id] = CacheStats()
         return self.caches[stream_id]
@@ -160,7 +180,7 @@ class SelectorCaches:
         if not isinstance(tokens, PairedTokens):
             raise SelectorError("SelectorCaches.ingest needs PairedTokens (see flexselect.lite.encode_pair)")
         cache = self.cache(stream_id)
-        if len(cache) + len(tokens) > self.max_rows:
+        if len(cache) + len(tokens) > self.max_rows or not self._fits(len(cache) + len(tokens)):
             cache.clear()
             self.stats[stream_id].cleared += 1
             return
@@ -181,11 +201,34 @@ class SelectorCaches:
         if len(retained) == 0:
             self._sync(stream_id, retained)
             return torch.empty(0, dtype=torch.float32, device=self.selector.device)
+        if not self._fits(len(retained)):
+            return self._fresh(stream_id, retained, prompt)
         have, want = self._sync(stream_id, retained)
         order = torch.argsort(have)
         position = order[torch.searchsorted(have[order], want)]  # cache row of each retained row
         scores = self.caches[stream_id].score(prompt)
         return scores[position.to(scores.device)]
+
+    def _fits(self, rows: int) -> bool:
+        return self.max_bytes is None or rows * self.row_bytes <= self.max_bytes
+
+    def _fresh(self, stream_id: str, retained: VisualTokens, prompt: Prompt) -> torch.Tensor:
+        """Scores of `retained` by fresh selector passes over its frame groups (no cache is kept)."""
+        if not isinstance(retained, PairedTokens):
+            raise SelectorError(f"stream {stream_id!r}: retained tokens carry no selector embeddings")
+        self.cache(stream_id).clear()
+        self.stats[stream_id].fresh += 1
+        groups = frame_groups(
+            retained,
+            grouping="contiguous",
+            max_frames=self.max_group_frames,
+            max_tokens=self.max_group_tokens,
+        )
+        scorer = LiteScorer(self.selector)
+        scores = torch.empty(len(retained), dtype=torch.float32)
+        for g in groups:
+            scores[g] = scorer.score(prompt, retained.select(g))
+        return scores.to(self.selector.device)
 
     def _sync(self, stream_id: str, retained: VisualTokens) -> tuple[torch.Tensor, torch.Tensor]:
         """`sync`, returning the codes of the cached rows (cache order) and of `retained` afterwards."""

@@ -25,7 +25,7 @@ from flexselect.lite.layers import (
 )
 from flexselect.lite.model import LiteSelector, SelectorError
 from flexselect.lite.positions import as_position_ids
-from flexselect.lite.tokens import PairedTokens
+from flexselect.lite.tokens import PairedTokens, layout_of
 from flexselect.types import Prompt, VisualTokens
 
 
@@ -89,6 +89,9 @@ class SelectorCache:
         prefix_ids: (P,) the prompt prefix every question of this stream uses (it opens every group).
         max_group_tokens: visual tokens per group (whole frames; a frame never straddles groups).
         max_group_frames: frames per group (the paper scores groups of 64 frames).
+        keep_inputs: keep the selector embeddings of appended rows (for `rebuild()` without arguments and
+            `tokens`); off, the cache keeps only their layout and a rebuild needs the rows again (the
+            agent's caches: the memory holds the embeddings, so the cache keeps no second copy).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class SelectorCache:
         *,
         max_group_tokens: int = 16384,
         max_group_frames: int = 64,
+        keep_inputs: bool = True,
     ) -> None:
         if max_group_tokens < 1 or max_group_frames < 1:
             raise ValueError(
@@ -107,6 +111,7 @@ class SelectorCache:
         self.prefix_ids = prefix_ids.long().cpu()
         self.max_group_tokens = max_group_tokens
         self.max_group_frames = max_group_frames
+        self.keep_inputs = keep_inputs
         self.groups: list[CachedGroup] = []
         self._stacked: StackedState | None = None
 
@@ -194,6 +199,8 @@ class SelectorCache:
             h, kv = decoder_layer(layer, h, cos, sin, group.past[i])
             group.past[i] = group.past[i].cat(kv)
         group.last = group.last.cat(last_layer_keys(sel.last, h, cos, sin))
+        if not self.keep_inputs:  # the layout only: zero-width selector rows
+            piece = PairedTokens.pair(layout_of(piece), piece.lite[:, :0])
         group.tokens = piece if group.tokens is None else PairedTokens.concat([group.tokens, piece])
         group.offsets = new if group.offsets is None else torch.cat([group.offsets, new], dim=1)
         group.seen, group.extent = seen, extent
@@ -313,6 +320,8 @@ class SelectorCache:
 
     def rebuild(self, tokens: PairedTokens | None = None) -> None:
         """Recompute the cache from stored tokens (e.g. after a restart); default: the tokens it holds."""
+        if tokens is None and not self.keep_inputs:
+            raise SelectorError("this cache keeps no selector embeddings: rebuild it from the stored rows")
         tokens = self.tokens if tokens is None else tokens
         self.clear()
         if tokens is not None:
