@@ -21,6 +21,7 @@ from torch import nn
 from transformers import AutoModelForImageTextToText, AutoProcessor, DynamicCache, PreTrainedModel
 
 from flexselect.config import Aggregation, default_reference_layer
+from flexselect.transfer import gather_rows, layout_rows
 from flexselect.types import Answer, Prompt, Sequence, TokenKind, VisualTokens
 
 
@@ -228,7 +229,7 @@ class VideoLLMAdapter(ABC):
         """
         p, t = len(prompt.prefix_ids), len(prompt.suffix_ids)
         offsets, extent = self.visual_positions(tokens, compact=compact)
-        kept = tokens if keep is None else tokens.select(keep)
+        kept = layout_rows(tokens, keep)  # the embeddings go to the device on their own (gather_rows)
         if keep is not None:
             offsets = offsets[:, keep]
         if p + extent + t > self.max_positions:
@@ -241,7 +242,7 @@ class VideoLLMAdapter(ABC):
         embeds = torch.cat(
             [
                 self.embed_ids(prompt.prefix_ids),
-                kept.embeds.to(self.device, self.model.dtype),
+                gather_rows(tokens.embeds, keep, self.device, self.model.dtype),
                 self.embed_ids(prompt.suffix_ids),
             ]
         )[None]
@@ -249,9 +250,10 @@ class VideoLLMAdapter(ABC):
         visual_mask = torch.zeros(1, s, dtype=torch.bool, device=self.device)
         visual_mask[0, p : p + len(kept)] = kept.kind.to(self.device) == TokenKind.PATCH
         deepstack = None
-        if kept.deepstack is not None:
+        if tokens.deepstack is not None:
             patch = kept.kind == TokenKind.PATCH
-            deepstack = kept.deepstack[:, patch].to(self.device, self.model.dtype)
+            levels = tokens.deepstack if keep is None else tokens.deepstack[:, keep]
+            deepstack = levels[:, patch].to(self.device, self.model.dtype)
         return Sequence(
             inputs_embeds=embeds,
             position_ids=positions[:, None] if self.mrope else positions,

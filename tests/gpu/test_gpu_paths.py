@@ -172,3 +172,14 @@ def test_the_engine_answers_on_the_gpu_with_both_scorers(cuda, tmp_path: Path):
         torch.testing.assert_close(att_b, att_a, **CLOSE)
         assert (b.retained_tokens, b.used_tokens) == (a.retained_tokens, a.used_tokens)
         assert isinstance(b.text, str) and b.evidence
+
+
+def test_kept_rows_reach_the_gpu_through_pinned_memory_unchanged(cuda):
+    from flexselect.transfer import gather_rows
+
+    embeds = torch.randn(1000, 64, dtype=torch.bfloat16)
+    index = torch.tensor([3, 1, 999, 500])
+    rows = gather_rows(embeds, index, cuda, torch.bfloat16)
+    torch.cuda.synchronize(cuda)
+    assert rows.device.type == cuda.type and torch.equal(rows.cpu(), embeds[index])
+    assert torch.equal(gather_rows(embeds, None, cuda, torch.float32).cpu(), embeds.float())
