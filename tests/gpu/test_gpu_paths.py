@@ -114,9 +114,8 @@ def test_selection_and_answers_on_the_gpu_match_the_cpu(pair, scorer):
 
 
 def test_selector_training_steps_on_the_gpu_follow_the_cpu(pair, tmp_path: Path):
-    from flexselect.training.train import TrainConfig, train
-
     from flexselect.training.data import teacher_sample
+    from flexselect.training.distill import TrainConfig, train
 
     if pair.cpu.family != "qwen2_5_vl":
         pytest.skip("training is family-independent past the teacher samples; one family suffices")
