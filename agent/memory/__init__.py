@@ -18,6 +18,7 @@ from agent.memory.errors import (
     LayoutMismatchError,
     MemoryClosedError,
     MemoryInputError,
+    MemoryAuthError,
     MemoryUnavailableError,
     TokenMemoryError,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "MemoryInputError",
     "MemoryState",
     "MemoryStats",
+    "MemoryAuthError",
     "MemoryUnavailableError",
     "RedisConfig",
     "RetainedTokens",

@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 MAX_CHUNK_TOKENS = 1 << 20  # a row index is five hex digits in Redis members
+
+
+_SECRET_QUERY = re.compile(r"(?i)(?:^|[&;])(?:password|passwd|pwd|pass|token|auth|secret|key)=")
+
+
+def check_redis_url(url: str) -> str:
+    """Return `url` if it is a well-formed Redis URL with a host (or socket path) and no credentials.
+
+    Raises:
+        ValueError: malformed (bad host or port), no host, or a user name/password/secret inside it.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (reading it raises ValueError for a bad port)
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if "@" in parts.netloc or _SECRET_QUERY.search(parts.query):
+        raise ValueError(
+            "credentials may not be part of the Redis URL; use memory.redis.username and "
+            "memory.redis.password_file (or FLEXSELECT__MEMORY__REDIS__PASSWORD)"
+        )
+    if parts.scheme in ("redis", "rediss") and not parts.hostname:
+        raise ValueError("the URL names no host, e.g. redis://127.0.0.1:6379/0")
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError("the URL names no socket path, e.g. unix:///run/redis/redis.sock")
+    return url
 
 
 class _Model(BaseModel):
@@ -85,6 +113,17 @@ class RedisConfig(_Model):
         256 * MiB, ge=0, le=1 << 40, title="Payload bytes buffered while Redis is away (oldest dropped)"
     )
     read_batch_chunks: int = Field(64, ge=1, le=4096, title="Chunks fetched per Redis call when reading")
+    max_connections: int = Field(
+        32,
+        ge=2,
+        le=10_000,
+        title="Redis connections at most; a call waits for a free one (reads may hold at most half)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _usable_url(cls, url: str) -> str:
+        return check_redis_url(url)
 
     @model_validator(mode="after")
     def _tls_consistent(self) -> RedisConfig:

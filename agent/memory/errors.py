@@ -6,6 +6,7 @@ TokenMemoryError
 ├── CorruptEntryError                    stored data that does not decode (reported and skipped by reads)
 ├── ConfigMismatchError                  a shared memory built with other structural knobs
 ├── MemoryUnavailableError               the backend cannot be reached now (the memory retries)
+├── MemoryAuthError                      the backend refused the credentials (not retried at start)
 └── MemoryClosedError                    use before `connect()` or after `close()`
 """
 
@@ -34,6 +35,10 @@ class ConfigMismatchError(TokenMemoryError):
 
 class MemoryUnavailableError(TokenMemoryError):
     """The backend is unreachable; the memory reconnects with back-off and buffers appends meanwhile."""
+
+
+class MemoryAuthError(TokenMemoryError):
+    """The backend refused the configured credentials; a retry cannot fix that, the config must change."""
 
 
 class MemoryClosedError(TokenMemoryError):

@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 import torch
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -44,6 +45,7 @@ from agent.memory.errors import (
     ConfigMismatchError,
     CorruptEntryError,
     LayoutMismatchError,
+    MemoryAuthError,
     MemoryClosedError,
     MemoryUnavailableError,
     TokenMemoryError,
@@ -117,6 +119,7 @@ class RedisTokenMemory:
         self._corrupt = 0
         self._reported: set[str] = set()
         self._foreign = 0
+        self._readers = asyncio.Semaphore(1)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -136,7 +139,16 @@ class RedisTokenMemory:
         """
         if self._state is not MemoryState.CLOSED:
             raise TokenMemoryError("the memory is already connected; a memory is not reentrant")
-        self._client = aioredis.Redis.from_url(self._link.url, **client_kwargs(self._link))
+        # A bounded pool that waits for a free connection, and reads holding at most half of it: a flood of
+        # questions or watches queues here instead of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self._link.url,
+            max_connections=self._link.max_connections,
+            timeout=self._link.op_timeout_s,
+            **client_kwargs(self._link),
+        )
+        self._client = aioredis.Redis.from_pool(pool)
+        self._readers = asyncio.Semaphore(max(1, self._link.max_connections // 2))
         self._scripts = {
             name: self._client.register_script(src)
             for name, src in (("append", APPEND), ("delete", DELETE), ("range", CHUNKS_IN_RANGE))
@@ -249,6 +261,12 @@ class RedisTokenMemory:
         try:
             async with asyncio.timeout(self._link.op_timeout_s):
                 return await call
+        except (AuthenticationError, AuthorizationError) as exc:  # no retry fixes credentials
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            raise MemoryAuthError(
+                f"Redis at {self._where()} refused the credentials ({exc}); check memory.redis.username "
+                "and memory.redis.password"
+            ) from exc
         except _UNAVAILABLE as exc:
             self._mark_unavailable(exc)
             raise MemoryUnavailableError(
@@ -483,7 +501,8 @@ class RedisTokenMemory:
         for stream_id in stream_ids:
             check_stream_id(stream_id)
             try:
-                tokens = await self._read_stream(stream_id, since, until)
+                async with self._readers:
+                    tokens = await self._read_stream(stream_id, since, until)
             except CorruptEntryError as exc:
                 self._report(f"stream {stream_id!r}", exc)
                 continue
