@@ -28,6 +28,7 @@ from agent.engine import Engine, EngineAnswer
 from agent.homeassistant import HomeAssistant
 from agent.ingest import StreamHealth, StreamIngest
 from agent.memory import MemoryState, TokenMemory, open_memory
+from agent.memory.errors import TokenMemoryError
 from agent.memory.thumbnails import open_pictures
 from agent.metrics import AgentMetrics
 from agent.models import resolve_model
@@ -80,7 +81,7 @@ class AgentApp:
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.ingests: dict[str, StreamIngest] = {}
-        self.watches = WatchBook(list(config.watches))
+        self.watches = WatchBook(list(config.watches), config.watch_limits)
         self._inflight: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self.memory: TokenMemory | None = None
@@ -129,7 +130,8 @@ class AgentApp:
         self.worker = await stack.enter_async_context(
             ModelWorker(
                 engine,
-                question_slots=q.queue_size,
+                # questions, the watches' share, and one standing-prompt update: none takes another's slot
+                question_slots=q.queue_size + self.config.watch_limits.max_running + 1,
                 chunk_slots=self.config.ingest.queue_chunks,
                 max_batch_chunks=self.config.ingest.max_batch_chunks,
                 max_consecutive=q.max_consecutive,
@@ -206,26 +208,28 @@ class AgentApp:
         await self.pictures.record(stream_id, frames, times, patch)
 
     async def _chunk_ingested(self, stream_id: str, media_end: float) -> None:
-        now = time.monotonic()
-        for watch in self.watches.due(stream_id, now):
-            watch.marks[stream_id].last_eval = now  # claim the slot before the evaluation runs
+        for watch in self.watches.claim(stream_id, time.monotonic()):
             self._spawn(self._evaluate_watch(watch, stream_id, media_end))
 
     # ------------------------------------------------------------------------------------------ watches
     async def _evaluate_watch(self, watch: WatchState, stream_id: str, media_end: float) -> None:
+        try:
+            await self._run_watch(watch, stream_id, media_end)
+        except (QueueFull, TokenMemoryError) as exc:  # it stays due: the next chunk tries again
+            logger.warning("watch %s skipped on %s: %s", watch.spec.id, stream_id, exc)
+        finally:
+            self.watches.release()
+
+    async def _run_watch(self, watch: WatchState, stream_id: str, media_end: float) -> None:
         assert self.memory is not None and self.worker is not None and self.link is not None
         since = media_end - self.config.ingest.watch_window_s
         retained = await self.memory.read([stream_id], since=since)
         if stream_id not in retained or len(retained[stream_id]) == 0:
             return
         tokens = retained[stream_id].tokens
-        try:
-            result: EngineAnswer = await self.worker.run_question(
-                lambda e: e.answer(watch.spec.question, [(stream_id, tokens)], None)
-            )
-        except QueueFull:
-            logger.warning("watch %s skipped on %s: the question queue is full", watch.spec.id, stream_id)
-            return
+        result: EngineAnswer = await self.worker.run_question(
+            lambda e: e.answer(watch.spec.question, [(stream_id, tokens)], None)
+        )
         if not watch.observe(stream_id, result.text, time.monotonic()):
             return
         event = WatchEvent(
@@ -254,7 +258,8 @@ class AgentApp:
         assert self.memory is not None
         remembered: list[str] = []
         if self.memory.state == MemoryState.READY:
-            remembered = await self.memory.streams()
+            with contextlib.suppress(TokenMemoryError):  # lost meanwhile: the read answers memory_unavailable
+                remembered = await self.memory.streams()
         return sorted({*self.ingests, *remembered})
 
     def _standing_prompts(self) -> list[str]:
@@ -265,14 +270,19 @@ class AgentApp:
         assert self.link is not None
         topics = self.link.topics
         handlers = {
-            topics.ask: self._on_ask,
-            topics.watch_add: self._on_watch_add,
-            topics.watch_remove: self._on_watch_remove,
+            "ask": self._on_ask,
+            "watch/add": self._on_watch_add,
+            "watch/remove": self._on_watch_remove,
         }
         async for message in self.link.messages():
-            handler = handlers.get(message.topic)
-            if handler is None:
+            command = topics.command_of(message.topic)
+            if command is None:
                 continue
+            if message.retain:  # replayed by the broker at (re)subscribe: it was handled when it was new
+                logger.warning("ignored a retained request on %s (never retain requests)", message.topic)
+                self.metrics.questions.labels("retained_ignored").inc()
+                continue
+            handler = handlers[command[0]]
             try:
                 await handler(message)
             except Exception:  # a handler bug must not stop the dispatcher
@@ -286,6 +296,7 @@ class AgentApp:
                 max_question_chars=self.config.questions.max_question_chars,
                 topics=self.link.topics,
                 known_streams=await self.known_streams(),
+                client=self.link.topics.client_of(message.topic),
             )
         except RequestError as exc:
             await self._refuse(exc, message)
@@ -370,11 +381,11 @@ class AgentApp:
             )
             await self._refuse(error, message)
             raise
-        except Exception as exc:
+        except Exception:
             logger.exception("question %s failed", request.id)
             error = RequestError(
                 ErrorCode.INTERNAL,
-                f"the question failed: {_first_line(exc)}",
+                "the question failed inside the agent (see its log); retry later",
                 request_id=request.id,
                 reply_to=request.reply_to,
             )
@@ -396,14 +407,18 @@ class AgentApp:
                 max_question_chars=self.config.questions.max_question_chars,
                 topics=self.link.topics,
                 known_streams=list(self.ingests),
+                client=self.link.topics.client_of(message.topic),
             )
+            await self.add_watch(spec)
         except RequestError as exc:
             await self._refuse(exc, message)
-            return
-        await self.add_watch(spec)
 
     async def add_watch(self, spec: WatchSpec) -> None:
-        """Add or replace a standing question (from MQTT or HTTP)."""
+        """Add or replace a standing question (from MQTT or HTTP).
+
+        Raises:
+            RequestError: the watch limits refuse it (`too_many_watches`, or an interval below the floor).
+        """
         self.watches.add(spec)
         await self._standing_changed()
         if self.homeassistant is not None:
@@ -412,7 +427,9 @@ class AgentApp:
     async def _on_watch_remove(self, message: IncomingMessage) -> None:
         assert self.link is not None
         try:
-            removal = parse_watch_remove(message.payload, topics=self.link.topics)
+            removal = parse_watch_remove(
+                message.payload, topics=self.link.topics, client=self.link.topics.client_of(message.topic)
+            )
         except RequestError as exc:
             await self._refuse(exc, message)
             return
@@ -471,11 +488,6 @@ class AgentApp:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _evidence(result: EngineAnswer) -> list[Evidence]:

@@ -2,8 +2,8 @@
 
 Layers, later wins: the embedded defaults, the YAML file, then `FLEXSELECT__SECTION__KEY=value` variables
 (values parsed as YAML scalars; list items by index, e.g. `FLEXSELECT__STREAMS__0__URI`). Secrets never
-live in config files: `mqtt.password`, `memory.redis.password`, `http.token` and a stream's `uri`
-(cameras carry credentials in it) come from `<key>_file` (a secret file) or from the environment.
+live in config files: `mqtt.password`, `memory.redis.password`, `http.token` and a stream's `uri` when it
+carries credentials come from `<key>_file` (a secret file) or from the environment.
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ from pydantic import (
     model_validator,
 )
 
+from agent.config_checks import check_stream_uri, is_loopback, literal_uri_credentials
 from agent.homeassistant import HomeAssistantSection
 from agent.memory.config import MemoryConfig
 from agent.memory.thumbnails import PicturesConfig
 from agent.mqtt.config import MqttConfig
 from agent.mqtt.messages import WatchSpec
+from agent.watches import WatchLimits
 from streams.config import StreamConfig
 from streams.uri import mask_uri
 
@@ -101,6 +103,11 @@ class StreamSection(_Section):
         None, title="Unix time that media time 0 of a recording maps to; None: when ingest starts"
     )
 
+    @field_validator("uri")
+    @classmethod
+    def _openable(cls, uri: str) -> str:
+        return check_stream_uri(uri)
+
 
 class IngestSection(_Section):
     """How chunks become memory."""
@@ -127,7 +134,9 @@ class HttpSection(_Section):
     """The HTTP API, web console, Prometheus metrics and health endpoints (docs/web.md)."""
 
     enabled: bool = True
-    host: str = "127.0.0.1"
+    host: str = Field(
+        "127.0.0.1", min_length=1, title="Address to listen on; beyond loopback it needs http.token"
+    )
     port: int = Field(9410, ge=0, le=65535, title="0 picks a free port")
     token: SecretStr | None = Field(
         None, title="Bearer token the API, console data and metrics require (token_file or the environment)"
@@ -138,6 +147,15 @@ class HttpSection(_Section):
         title="Base URL clients reach the agent at, for evidence picture links; None: http://host:port",
     )
     console: bool = Field(True, title="Serve the web console at /")
+
+    @model_validator(mode="after")
+    def _no_open_bind(self) -> Self:
+        if self.enabled and self.token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"http.host {self.host!r} is reachable from other machines and no token is set; bind "
+                f"127.0.0.1, or set http.token_file (or {ENV_PREFIX}HTTP__TOKEN)"
+            )
+        return self
 
 
 class LoggingSection(_Section):
@@ -155,6 +173,7 @@ class AgentConfig(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     questions: QuestionsSection = Field(default_factory=QuestionsSection)
     watches: list[WatchSpec] = Field(default_factory=list)
+    watch_limits: WatchLimits = Field(default_factory=WatchLimits)
     http: HttpSection = Field(default_factory=HttpSection)
     pictures: PicturesConfig = Field(default_factory=PicturesConfig)
     homeassistant: HomeAssistantSection = Field(default_factory=HomeAssistantSection)
@@ -171,6 +190,16 @@ class AgentConfig(_Section):
             unknown = sorted(set(watch.streams or []) - set(ids))
             if unknown:
                 raise ValueError(f"watch {watch.id!r} names unknown streams: {', '.join(unknown)}")
+            if watch.min_interval_s < self.watch_limits.min_interval_s:
+                raise ValueError(
+                    f"watch {watch.id!r}: min_interval_s {watch.min_interval_s:g} is below "
+                    f"watch_limits.min_interval_s {self.watch_limits.min_interval_s:g}"
+                )
+        if len(self.watches) > self.watch_limits.max_watches:
+            raise ValueError(
+                f"{len(self.watches)} watches are configured; watch_limits.max_watches is "
+                f"{self.watch_limits.max_watches}"
+            )
         return self
 
 
@@ -181,6 +210,9 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
     if path is not None:
         data = _read_yaml(Path(path))
     _reject_literal_secrets(data)
+    problems = literal_uri_credentials(data)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     _apply_env_overrides(data, env)
     _resolve_secrets(data, env)
     try:

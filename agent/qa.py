@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from agent.config import QuestionsSection
 from agent.engine import Engine, EngineAnswer
 from agent.memory import TokenMemory
-from agent.memory.errors import TokenMemoryError
+from agent.memory.errors import MemoryUnavailableError, TokenMemoryError
 from agent.metrics import AgentMetrics
 from agent.mqtt import AnswerMessage, AskRequest, ErrorCode, Evidence, RequestError, TokenCounts
 from agent.worker import ModelWorker, QueueFull
@@ -112,9 +112,15 @@ class QuestionService:
         until = request.until.timestamp() if request.until else None
         try:
             retained = await self.memory.read(wanted, since=since, until=until)
-        except TokenMemoryError as exc:
+        except MemoryUnavailableError as exc:  # addresses and causes stay in the log, not in the reply
+            logger.warning("question %s: %s", request.id, exc)
             raise self._refuse(
-                request, ErrorCode.INTERNAL, f"the token memory is unavailable: {exc}"
+                request, ErrorCode.MEMORY_UNAVAILABLE, "the token memory is unavailable; retry later"
+            ) from None
+        except TokenMemoryError:
+            logger.exception("question %s: reading the token memory failed", request.id)
+            raise self._refuse(
+                request, ErrorCode.INTERNAL, "reading the token memory failed (see the agent log)"
             ) from None
         parts = [(s, retained[s].tokens) for s in wanted if s in retained and len(retained[s]) > 0]
         if not parts:

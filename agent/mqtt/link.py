@@ -335,7 +335,10 @@ class MqttLink:
         self, request: AskRequest | RequestError | None, incoming: IncomingMessage | None
     ) -> tuple[str, bytes | None]:
         """Where a reply goes: `reply_to`, else the v5 response topic (below `<prefix>/answer/`) with its
-        correlation data, else `<prefix>/answer/<id>`, else `<prefix>/errors` (no readable id)."""
+        correlation data, else `<prefix>/answer/<id>`, else `<prefix>/errors` (no readable id).
+
+        A request that came on a client's topic (`<prefix>/ask/<client>`) is answered below
+        `<prefix>/answer/<client>/` only (`Topics.reply_target`)."""
         request_id: str | None = None
         reply_to: str | None = None
         if isinstance(request, AskRequest):
@@ -347,6 +350,7 @@ class MqttLink:
             reply_to=reply_to,
             response_topic=incoming.response_topic if incoming else None,
             correlation_data=incoming.correlation_data if incoming else None,
+            client=self.topics.client_of(incoming.topic) if incoming else None,
         )
 
     async def reply(

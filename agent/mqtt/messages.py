@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Collection
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -15,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -22,12 +24,14 @@ from pydantic import (
 )
 
 from agent.mqtt.errors import RequestError, TopicError
-from agent.mqtt.topics import REQUEST_ID, STREAM_NAME, Topics, check_topic
+from agent.mqtt.topics import MAX_REPLY_TOPIC_CHARS, REQUEST_ID, STREAM_NAME, Topics, check_topic
 
 DEFAULT_MAX_QUESTION_CHARS = 2000
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_STREAMS = 64
 MAX_ERROR_CHARS = 500
+MAX_JSON_DEPTH = 16  # a request is at most three levels deep; deeper input is refused before validation
+_BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})  # controls, format (zero-width), spaces
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -41,6 +45,8 @@ class ErrorCode(StrEnum):
     EMPTY_MEMORY = "empty_memory"
     DEADLINE_PASSED = "deadline_passed"
     QUEUE_FULL = "queue_full"
+    TOO_MANY_WATCHES = "too_many_watches"
+    MEMORY_UNAVAILABLE = "memory_unavailable"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
     NOT_FOUND = "not_found"  # HTTP only: no such stream picture, watch or path
@@ -64,6 +70,14 @@ RequestId = Annotated[
 ]
 StreamName = Annotated[str, Field(pattern=STREAM_NAME.pattern, title="Stream name")]
 Score = Annotated[float, Field(allow_inf_nan=False)]
+# Request numbers are JSON numbers only: no "10" and no true (pydantic's lax mode would take both).
+StrictInt = Annotated[int, Strict()]
+StrictFloat = Annotated[float, Strict()]
+
+
+def is_blank(text: str) -> bool:
+    """Whether `text` is empty once spaces, controls and format characters (e.g. U+200B) are removed."""
+    return all(unicodedata.category(c) in _BLANK_CATEGORIES for c in text)
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 _SECRET_QUERY = re.compile(r"(?i)(?P<key>(?:password|passwd|pwd|token|secret|key)=)[^&\s]+")
 
@@ -94,28 +108,32 @@ class AskRequest(_Message):
 
     id: RequestId
     question: str = Field(
-        min_length=1, title="Question", description="Non-blank; the agent's configured limit caps its length"
+        min_length=1,
+        title="Question",
+        description="Not blank once spaces and invisible characters are removed; the agent's configured "
+        "limit caps its length",
     )
     streams: list[StreamName] | None = Field(
         None, min_length=1, max_length=MAX_STREAMS, title="Streams to consider (default: all)"
     )
     since: Timestamp | None = Field(None, title="Consider only video at or after this time")
     until: Timestamp | None = Field(None, title="Consider only video before this time")
-    budget: int | None = Field(None, ge=1, le=1 << 24, title="Visual tokens the answer may use")
+    budget: StrictInt | None = Field(None, ge=1, le=1 << 24, title="Visual tokens the answer may use")
     reply_to: str | None = Field(
         None,
         min_length=1,
-        max_length=1024,
+        max_length=MAX_REPLY_TOPIC_CHARS,
         title="Reply topic",
-        description="A publish topic (no wildcards) below <prefix>/answer/; default <prefix>/answer/<id>",
+        description="A publish topic (no wildcards) below <prefix>/answer/ (below <prefix>/answer/<client>/ "
+        "for a request on <prefix>/ask/<client>); default: <id> below that subtree",
     )
     deadline: Timestamp | None = Field(None, title="Give up (deadline_passed) if not started by then")
 
     @field_validator("question")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("question is blank")
+        if is_blank(value):
+            raise ValueError("question is blank (only spaces or invisible characters)")
         return value
 
     @field_validator("streams")
@@ -133,8 +151,10 @@ class AskRequest(_Message):
         except TopicError as exc:
             raise ValueError(str(exc)) from None
         topics = (info.context or {}).get("topics")
-        if isinstance(topics, Topics) and not topics.is_reply_topic(value):
-            raise ValueError(f"reply_to {value!r} must lie below {topics.answer_root}/")
+        client = (info.context or {}).get("client")
+        if isinstance(topics, Topics) and not topics.is_reply_topic(value, client):
+            root = topics.answer_root if client is None else topics.answer_of(client)
+            raise ValueError(f"reply_to {value!r} must lie below {root}/")
         return value
 
     @model_validator(mode="after")
@@ -266,20 +286,27 @@ class WatchSpec(_Message):
     streams: list[StreamName] | None = Field(
         None, min_length=1, max_length=MAX_STREAMS, title="Streams to watch (default: all)"
     )
-    min_interval_s: float = Field(10.0, ge=0, le=86_400, allow_inf_nan=False, title="Seconds between runs")
-    cooldown_s: float = Field(
+    min_interval_s: StrictFloat = Field(
+        10.0,
+        ge=0,
+        le=86_400,
+        allow_inf_nan=False,
+        title="Seconds between runs",
+        description="The agent refuses a value below its configured floor (watch_limits.min_interval_s)",
+    )
+    cooldown_s: StrictFloat = Field(
         60.0, ge=0, le=7 * 86_400, allow_inf_nan=False, title="Quiet time after an event"
     )
     expect: str | None = Field(None, min_length=1, max_length=200, title="Answer that fires an event")
-    threshold: float | None = Field(
+    threshold: StrictFloat | None = Field(
         None, ge=0, le=1, allow_inf_nan=False, title="Confidence an event needs (agent-defined, 0-1)"
     )
 
     @field_validator("question")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("question is blank")
+        if is_blank(value):
+            raise ValueError("question is blank (only spaces or invisible characters)")
         return value
 
     @field_validator("streams")
@@ -327,6 +354,7 @@ def parse_ask(
     topics: Topics,
     known_streams: Collection[str] | None = None,
     now: datetime | None = None,
+    client: str | None = None,
 ) -> AskRequest:
     """Read an `AskRequest` from an MQTT payload.
 
@@ -336,36 +364,43 @@ def parse_ask(
         topics: the agent's topics; `reply_to` must lie below `topics.answer_root`.
         known_streams: names a request may ask about (None: any).
         now: the time deadlines are checked against (default: now, UTC).
+        client: the client whose topic (`<prefix>/ask/<client>`) carried it; `reply_to` must then lie
+            below `topics.answer_of(client)`.
 
     Raises:
         RequestError: with the code of the first problem found and, when readable, the request's id.
     """
     data = _json_object(payload)
-    request_id, reply_to = _peek(data, topics)
+    request_id, reply_to = _peek(data, topics, client)
     _check_question_length(data, max_question_chars, request_id, reply_to)
-    request = _validate(AskRequest, data, topics, request_id, reply_to)
+    request = _validate(AskRequest, data, topics, request_id, reply_to, client)
     _check_streams(request.streams, known_streams, request_id, reply_to)
     request.check_deadline(now)
     return request
 
 
 def parse_watch_add(
-    payload: bytes, *, max_question_chars: int, topics: Topics, known_streams: Collection[str] | None = None
+    payload: bytes,
+    *,
+    max_question_chars: int,
+    topics: Topics,
+    known_streams: Collection[str] | None = None,
+    client: str | None = None,
 ) -> WatchSpec:
     """Read a `WatchSpec` from a `<prefix>/watch/add` payload; raises `RequestError` like `parse_ask`."""
     data = _json_object(payload)
-    watch_id, _ = _peek(data, topics)
+    watch_id, _ = _peek(data, topics, client)
     _check_question_length(data, max_question_chars, watch_id, None)
-    spec = _validate(WatchSpec, data, topics, watch_id, None)
+    spec = _validate(WatchSpec, data, topics, watch_id, None, client)
     _check_streams(spec.streams, known_streams, watch_id, None)
     return spec
 
 
-def parse_watch_remove(payload: bytes, *, topics: Topics) -> WatchRemove:
+def parse_watch_remove(payload: bytes, *, topics: Topics, client: str | None = None) -> WatchRemove:
     """Read a `WatchRemove` from a `<prefix>/watch/remove` payload; raises `RequestError`."""
     data = _json_object(payload)
-    watch_id, _ = _peek(data, topics)
-    return _validate(WatchRemove, data, topics, watch_id, None)
+    watch_id, _ = _peek(data, topics, client)
+    return _validate(WatchRemove, data, topics, watch_id, None, client)
 
 
 def _reject_constant(name: str) -> Any:
@@ -381,6 +416,11 @@ def _json_object(payload: bytes) -> dict[str, Any]:
         text = bytes(payload).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RequestError(ErrorCode.INVALID_JSON, f"payload is not UTF-8 (byte {exc.start})") from None
+    depth = _nesting_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise RequestError(
+            ErrorCode.INVALID_JSON, f"payload nests {depth} levels deep; the limit is {MAX_JSON_DEPTH}"
+        )
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except (json.JSONDecodeError, ValueError) as exc:
@@ -392,13 +432,39 @@ def _json_object(payload: bytes) -> dict[str, Any]:
     return data
 
 
-def _peek(data: dict[str, Any], topics: Topics) -> tuple[str | None, str | None]:
+def _nesting_depth(text: str) -> int:
+    """The deepest `[`/`{` nesting outside strings, found without recursion (json.loads would recurse)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0  # too few brackets to be too deep: skip the scan
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _peek(
+    data: dict[str, Any], topics: Topics, client: str | None = None
+) -> tuple[str | None, str | None]:
     """The id and reply topic of a request that may fail validation, each only if valid on its own."""
     request_id = data.get("id")
     reply_to = data.get("reply_to")
     valid_id = request_id if isinstance(request_id, str) and REQUEST_ID.match(request_id) else None
-    valid_reply = reply_to if isinstance(reply_to, str) and topics.is_reply_topic(reply_to) else None
-    return valid_id, valid_reply
+    valid = isinstance(reply_to, str) and topics.is_reply_topic(reply_to, client)
+    return valid_id, reply_to if valid else None
 
 
 def _check_question_length(
@@ -415,10 +481,15 @@ def _check_question_length(
 
 
 def _validate(
-    model: type[T], data: dict[str, Any], topics: Topics, request_id: str | None, reply_to: str | None
+    model: type[T],
+    data: dict[str, Any],
+    topics: Topics,
+    request_id: str | None,
+    reply_to: str | None,
+    client: str | None = None,
 ) -> T:
     try:
-        return model.model_validate(data, context={"topics": topics})
+        return model.model_validate(data, context={"topics": topics, "client": client})
     except ValidationError as exc:
         raise RequestError(
             ErrorCode.INVALID_REQUEST,

@@ -11,6 +11,11 @@ DEFAULT_PREFIX = "flexselect"
 # Same shape as the memory's stream ids (kept separate so this package depends on nothing of the agent).
 STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# A client's level in `<prefix>/ask/<client>` and `<prefix>/answer/<client>/...`: what an ACL's %u or %c
+# substitutes, so a broker can confine each user to its own request topic and answer subtree.
+CLIENT_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+MAX_REPLY_TOPIC_CHARS = 1024
+COMMANDS = ("ask", "watch/add", "watch/remove")
 # First levels under the prefix that the agent uses itself; no stream may take these names.
 RESERVED_LEVELS = frozenset({"available", "ask", "answer", "watch", "watches", "errors"})
 MAX_TOPIC_BYTES = 65_535
@@ -62,6 +67,17 @@ def check_stream_name(stream: str) -> str:
     return stream
 
 
+def check_client(client: str) -> str:
+    """Return `client` if it can be the client level of a request or answer topic.
+
+    Raises:
+        TopicError: naming the bad value.
+    """
+    if not isinstance(client, str) or not CLIENT_NAME.match(client):
+        raise TopicError(f"client name {client!r} must match {CLIENT_NAME.pattern}")
+    return client
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     """All topics of one agent, derived from its prefix (validated on construction).
@@ -82,8 +98,16 @@ class Topics:
 
     @property
     def ask(self) -> str:
-        """Questions in, as `AskRequest` JSON."""
+        """Questions in, as `AskRequest` JSON, from a trusted client (replies anywhere below `answer/`)."""
         return f"{self.prefix}/ask"
+
+    def ask_from(self, client: str) -> str:
+        """Questions in from `client`: their replies are confined to `answer_of(client)`."""
+        return f"{self.ask}/{check_client(client)}"
+
+    def answer_of(self, client: str) -> str:
+        """The answer subtree of `client` (an ACL grants it `read <prefix>/answer/%u/#`)."""
+        return f"{self.answer_root}/{check_client(client)}"
 
     @property
     def answer_root(self) -> str:
@@ -126,8 +150,29 @@ class Topics:
 
     @property
     def commands(self) -> tuple[str, ...]:
-        """The topics the agent subscribes to."""
-        return (self.ask, self.watch_add, self.watch_remove)
+        """The topic filters the agent subscribes to: each command, shared and per client."""
+        return tuple(f"{self.prefix}/{c}{tail}" for c in COMMANDS for tail in ("", "/+"))
+
+    def command_of(self, topic: str) -> tuple[str, str | None] | None:
+        """`(command, client)` of a request topic, e.g. `("ask", "kitchen-panel")`; None if it is none.
+
+        `command` is one of `ask`, `watch/add`, `watch/remove`; `client` is None on the shared topic.
+        """
+        if not topic.startswith(self.prefix + "/"):
+            return None
+        rest = topic[len(self.prefix) + 1 :]
+        for command in COMMANDS:
+            if rest == command:
+                return command, None
+            if rest.startswith(command + "/"):
+                client = rest[len(command) + 1 :]
+                return (command, client) if CLIENT_NAME.match(client) else None
+        return None
+
+    def client_of(self, topic: str | None) -> str | None:
+        """The client named by a per-client request topic, else None."""
+        found = self.command_of(topic) if topic else None
+        return found[1] if found else None
 
     def is_under_prefix(self, topic: str) -> bool:
         """Whether `topic` is a publish topic strictly below the prefix (`<prefix>/...`)."""
@@ -137,11 +182,15 @@ class Topics:
             return False
         return topic.startswith(self.prefix + "/") and len(topic) > len(self.prefix) + 1
 
-    def is_reply_topic(self, topic: str) -> bool:
-        """Whether `topic` may take replies: a publish topic below `<prefix>/answer/`, no empty level."""
-        if not self.is_under_prefix(topic) or not topic.startswith(self.answer_root + "/"):
+    def is_reply_topic(self, topic: str, client: str | None = None) -> bool:
+        """Whether `topic` may take replies: a publish topic of at most 1,024 characters with no empty level,
+        below `<prefix>/answer/<client>/` for a client's request, else below `<prefix>/answer/`."""
+        if not isinstance(topic, str) or len(topic) > MAX_REPLY_TOPIC_CHARS:
             return False
-        return "" not in topic[len(self.answer_root) + 1 :].split("/")
+        root = self.answer_root if client is None else f"{self.answer_root}/{client}"
+        if not self.is_under_prefix(topic) or not topic.startswith(root + "/"):
+            return False
+        return "" not in topic[len(root) + 1 :].split("/")
 
     def reply_target(
         self,
@@ -150,9 +199,12 @@ class Topics:
         reply_to: str | None,
         response_topic: str | None = None,
         correlation_data: bytes | None = None,
+        client: str | None = None,
     ) -> tuple[str, bytes | None]:
         """Where a reply goes: `reply_to`, else the v5 response topic, else `answer/<id>`, else `errors`.
 
+        For a client's request (`ask/<client>`), every reply stays below `answer/<client>/`: the default
+        is `answer/<client>/<id>`, and `answer/<client>/errors` when the id could not be read.
         `reply_to` and the response topic are honoured only when `is_reply_topic` accepts them; the
         correlation data is passed along whichever topic is chosen.
 
@@ -160,8 +212,9 @@ class Topics:
             (topic, correlation_data)
         """
         for candidate in (reply_to, response_topic):
-            if candidate is not None and self.is_reply_topic(candidate):
+            if candidate is not None and self.is_reply_topic(candidate, client):
                 return candidate, correlation_data
+        root = self.answer_root if client is None else self.answer_of(client)
         if request_id is not None and REQUEST_ID.match(request_id):
-            return self.answer(request_id), correlation_data
-        return self.errors, correlation_data
+            return f"{root}/{request_id}", correlation_data
+        return (self.errors if client is None else f"{root}/errors"), correlation_data

@@ -38,11 +38,15 @@ STATUS = {
     ErrorCode.EMPTY_MEMORY: 409,
     ErrorCode.DEADLINE_PASSED: 408,
     ErrorCode.QUEUE_FULL: 429,
+    ErrorCode.TOO_MANY_WATCHES: 429,
+    ErrorCode.MEMORY_UNAVAILABLE: 503,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.SHUTTING_DOWN: 503,
     ErrorCode.INTERNAL: 500,
 }
-ASK_ERRORS = tuple(c for c in ErrorCode if c not in (ErrorCode.NOT_FOUND, ErrorCode.UNAUTHORIZED))
+ASK_ERRORS = tuple(
+    c for c in ErrorCode if c not in (ErrorCode.NOT_FOUND, ErrorCode.UNAUTHORIZED, ErrorCode.TOO_MANY_WATCHES)
+)
 _HTTP_CODES = {401: ErrorCode.UNAUTHORIZED, 404: ErrorCode.NOT_FOUND, 405: ErrorCode.INVALID_REQUEST}
 STATIC = files("agent.web").joinpath("static")
 StreamPath = Annotated[str, Path(pattern=STREAM_NAME.pattern, title="Stream name")]
@@ -273,6 +277,7 @@ def build_api(facade: AgentFacade, *, token: str | None, console: bool) -> FastA
                 ErrorCode.INVALID_REQUEST,
                 ErrorCode.QUESTION_TOO_LONG,
                 ErrorCode.UNKNOWN_STREAM,
+                ErrorCode.TOO_MANY_WATCHES,
             ),
             **unauthorized,
         },
@@ -286,9 +291,9 @@ def build_api(facade: AgentFacade, *, token: str | None, console: bool) -> FastA
                 topics=facade.app.link.topics,  # type: ignore[union-attr]
                 known_streams=list(facade.app.ingests),
             )
+            await facade.add_watch(spec)  # the watch limits may refuse it
         except RequestError as exc:
             return error_response(exc.code, exc.message, exc.request_id)
-        await facade.add_watch(spec)
         return JSONResponse(spec.model_dump(mode="json"), status_code=201)
 
     @api.delete(
