@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 from pathlib import Path
 
 from agent.cli import UsageError
@@ -44,8 +45,19 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, app.stop)
         await app.run()
 
+    from agent.memory.errors import TokenMemoryError
+    from agent.mqtt.errors import MqttAgentError
+
     try:
         asyncio.run(main())
     except ConfigError as exc:  # found at start-up, e.g. a selector that does not load
         raise UsageError(str(exc)) from None
+    except (MqttAgentError, TokenMemoryError) as exc:  # broker or memory refused us: one line, no traceback
+        print(f"flexselect-agent serve: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

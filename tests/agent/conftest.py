@@ -15,7 +15,7 @@ from flexselect.adapters import VideoLLMAdapter, load_adapter
 from flexselect.lite import LiteSelector
 from flexselect.tiny import save_tiny
 from streams.synth import WorldConfig, generate_world, write_world
-from tests.mqtt.conftest import prefix  # noqa: F401  (a unique topic prefix on the real Mosquitto)
+from tests.mqtt.conftest import mosquitto, prefix, tls_files  # noqa: F401  (the MQTT fixtures)
 
 
 @pytest.fixture(scope="session")

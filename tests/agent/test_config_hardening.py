@@ -27,7 +27,8 @@ def refusal(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str
 
 
 @pytest.mark.parametrize(
-    "uri", ["rtsp://admin:pw@192.0.2.10/stream1", "rtsp://admin@192.0.2.10/s", "rtsp://192.0.2.10/s?token=abc"]
+    "uri",
+    ["rtsp://admin:pw@192.0.2.10/stream1", "rtsp://admin@192.0.2.10/s", "rtsp://192.0.2.10/s?token=abc"],
 )
 def test_a_stream_uri_with_credentials_is_refused_in_the_file(tmp_path, uri):
     message = refusal(tmp_path, f"streams: [{{id: cam, uri: '{uri}'}}]")
@@ -42,7 +43,9 @@ def test_a_stream_uri_with_credentials_is_accepted_from_the_environment(tmp_path
     assert config.streams[0].uri == "rtsp://admin:pw@192.0.2.10/stream1"
 
 
-@pytest.mark.parametrize("url", ["redis://:pw@127.0.0.1:6379/0", "redis://u:pw@h/0", "redis://h/0?password=pw"])
+@pytest.mark.parametrize(
+    "url", ["redis://:pw@127.0.0.1:6379/0", "redis://u:pw@h/0", "redis://h/0?password=pw"]
+)
 def test_a_redis_url_with_credentials_is_refused(tmp_path, url):
     message = refusal(tmp_path, f"memory: {{redis: {{url: '{url}'}}}}")
     assert "memory.redis.url" in message and "memory.redis.password_file" in message
