@@ -83,7 +83,8 @@ async def test_a_watch_added_over_mqtt_raises_events_on_new_chunks(model_dir, re
         "uri": str(recording),
         "source": {"sample_fps": 2, "chunk_seconds": 1, "realtime": True},
     }
-    async with running(agent_config(model_dir, [stream], prefix)) as app, client(prefix) as link:
+    config = agent_config(model_dir, [stream], prefix, watch_limits={"min_interval_s": 0})
+    async with running(config) as app, client(prefix) as link:
         await link.close()
         events_config = link.config.model_copy(update={"client_id": f"{prefix}-events"})
         from agent.mqtt import MqttLink
