@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS", help="wait this long"
     )
+    p.add_argument(
+        "--client",
+        metavar="NAME",
+        help="ask on <prefix>/ask/NAME and take the reply below <prefix>/answer/NAME/ (the per-client "
+        "topics a broker ACL confines to one user; usually your username)",
+    )
     p.add_argument("--json", action="store_true", help="print the agent's raw JSON reply")
     p.set_defaults(func=run)
 
@@ -57,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout must be in (0, 86400] seconds, got {args.timeout}")
     config = _config(args)
     request = _request(args, config)
+    topic = config.topics.ask if args.client is None else config.topics.ask_from(args.client)
     try:
-        payload = asyncio.run(_ask(config, request, args.timeout))
+        payload = asyncio.run(_ask(config, topic, request, args.timeout))
     except LinkTimeoutError:
         raise UsageError(
             f"no reply within {args.timeout:g} s from an agent with prefix {config.prefix!r} "
@@ -110,9 +117,14 @@ def _read_password(path: Path) -> str:
 def _request(args: argparse.Namespace, config: MqttConfig) -> AskRequest:
     from pydantic import ValidationError
 
+    from agent.mqtt.errors import TopicError
     from agent.mqtt.messages import AskRequest, describe_validation_error
 
     request_id = f"cli-{uuid.uuid4().hex[:16]}"
+    try:
+        root = config.topics.answer_root if args.client is None else config.topics.answer_of(args.client)
+    except TopicError as exc:
+        raise UsageError(f"--client: {exc}") from None
     # The agent drops the question if it is still queued when this command has stopped waiting.
     deadline = datetime.now(UTC) + timedelta(seconds=args.timeout)
     try:
@@ -124,10 +136,10 @@ def _request(args: argparse.Namespace, config: MqttConfig) -> AskRequest:
                 "since": args.since,
                 "until": args.until,
                 "budget": args.budget,
-                "reply_to": config.topics.answer(request_id),
+                "reply_to": f"{root}/{request_id}",
                 "deadline": deadline,
             },
-            context={"topics": config.topics},
+            context={"topics": config.topics, "client": args.client},
         )
     except ValidationError as exc:
         raise UsageError(_as_option(describe_validation_error(exc))) from None
@@ -142,8 +154,8 @@ def _as_option(message: str) -> str:
     return f"{options[match[1]]}: {message[match.end() :]}"
 
 
-async def _ask(config: MqttConfig, request: AskRequest, timeout: float) -> bytes:
-    """Subscribe to the reply topic, publish the question, return the first reply carrying its id."""
+async def _ask(config: MqttConfig, topic: str, request: AskRequest, timeout: float) -> bytes:
+    """Subscribe to the reply topic, publish the question on `topic`, return the first reply with its id."""
     from agent.mqtt.errors import LinkTimeoutError
     from agent.mqtt.link import MqttLink
 
@@ -152,7 +164,7 @@ async def _ask(config: MqttConfig, request: AskRequest, timeout: float) -> bytes
     async with MqttLink(
         config, subscriptions=[request.reply_to], availability=False, require_connection=True
     ) as link:
-        await link.publish(link.topics.ask, request.payload(), qos=1)
+        await link.publish(topic, request.payload(), qos=1)
         while True:
             left = give_up - time.monotonic()
             if left <= 0:

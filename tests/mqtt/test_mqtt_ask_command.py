@@ -41,11 +41,12 @@ async def responder(
     seen: list[dict[str, Any]] = []
     async with aiomqtt.Client(HOST, port) as client:
         await client.subscribe(f"{prefix}/ask", qos=1)
+        await client.subscribe(f"{prefix}/ask/+", qos=1)
 
         async def serve() -> None:
             async for message in client.messages:
                 request = json.loads(message.payload)
-                seen.append(request)
+                seen.append({**request, "_topic": str(message.topic)})
                 body = reply(request)
                 if body is not None:
                     await client.publish(
@@ -85,6 +86,15 @@ async def test_an_answer_prints_the_text_and_evidence_times(prefix, capsys):
     assert request["streams"] == ["cam1", "cam2"] and request["budget"] == 512
     assert request["reply_to"] == f"{prefix}/answer/{request['id']}"
     assert request["since"] == "2026-11-24T09:00:00Z" and request["deadline"].endswith("Z")
+
+
+async def test_a_client_asks_on_its_own_topic_and_is_answered_in_its_own_subtree(prefix, capsys):
+    async with responder(prefix, lambda request: ANSWER) as seen:
+        code, _, err = await ask(capsys, "what?", "--prefix", prefix, "--client", "panel", "--timeout", "10")
+    assert (code, err) == (0, "")
+    (request,) = seen
+    assert request["_topic"] == f"{prefix}/ask/panel"
+    assert request["reply_to"] == f"{prefix}/answer/panel/{request['id']}"
 
 
 async def test_an_error_answer_exits_1_with_its_code(prefix, capsys):
