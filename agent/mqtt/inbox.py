@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from dataclasses import dataclass
 
 from agent.mqtt.config import DropPolicy
 from agent.mqtt.errors import LinkClosedError
+
+logger = logging.getLogger(__name__)
+DROP_LOG_EVERY = 1000  # the first drop is logged, then every this many (a flood must not flood the log too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,13 @@ class Inbox:
         self.received += 1
         if len(self._items) >= self._maxsize:
             self.dropped += 1
+            if self.dropped % DROP_LOG_EVERY == 1 or DROP_LOG_EVERY == 1:
+                logger.warning(
+                    "mqtt inbox full (%d messages): dropped the %s message; %d dropped so far, unanswered",
+                    self._maxsize,
+                    "oldest" if self._drop_oldest else "newest",
+                    self.dropped,
+                )
             if not self._drop_oldest:
                 return
             self._items.popleft()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
-from agent.mqtt import ErrorCode, RequestError, Topics, parse_ask, parse_watch_add
+from agent.mqtt import ErrorCode, IncomingMessage, RequestError, Topics, parse_ask, parse_watch_add
+from agent.mqtt.inbox import Inbox
 
 TOPICS = Topics("fx")
 
@@ -115,3 +117,15 @@ def test_an_unreadable_client_request_is_answered_in_its_subtree_not_on_the_shar
 )
 def test_request_topics_name_their_command_and_client(topic, command):
     assert TOPICS.command_of(topic) == command
+
+
+def test_a_full_inbox_logs_its_first_drop_and_then_every_thousandth(caplog):
+    inbox = Inbox(2, "drop_oldest")
+    with caplog.at_level(logging.WARNING, logger="agent.mqtt.inbox"):
+        for i in range(1003):
+            inbox.offer(IncomingMessage(topic="fx/ask", payload=str(i).encode()))
+    assert inbox.dropped == 1001
+    assert [r.getMessage() for r in caplog.records] == [
+        "mqtt inbox full (2 messages): dropped the oldest message; 1 dropped so far, unanswered",
+        "mqtt inbox full (2 messages): dropped the oldest message; 1001 dropped so far, unanswered",
+    ]
