@@ -36,6 +36,7 @@ async def replies_until(link: MqttLink, last_id: str, timeout: float = 60.0) -> 
     return seen
 
 
+@pytest.mark.slow
 async def test_a_retained_question_is_answered_once_and_not_again_after_a_restart(
     model_dir, recording, prefix
 ):
@@ -127,6 +128,7 @@ def _user(port: int, prefix: str, user: str, password: str) -> MqttConfig:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 async def test_with_the_documented_acl_one_client_cannot_push_answers_into_another_clients_topic(
     model_dir,
     recording,
