@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from agent.mqtt import WatchSpec
-from agent.watches import WatchBook, WatchState
+import pytest
+
+from agent.mqtt import ErrorCode, RequestError, WatchSpec
+from agent.watches import WatchBook, WatchLimits, WatchState
 
 
 def watch(**kwargs) -> WatchState:
@@ -53,3 +55,30 @@ def test_the_book_adds_removes_and_selects_watches_for_a_stream():
     assert book.remove("a")
     assert not book.remove("a")
     assert book.questions() == ["any blue ?"]
+
+
+def test_the_book_runs_at_most_max_running_watches_least_recently_evaluated_first():
+    specs = [WatchSpec(id=f"w{i}", question=f"is it {i}?", min_interval_s=5) for i in range(3)]
+    book = WatchBook(specs, WatchLimits(max_running=2, min_interval_s=5))
+    first = book.claim("cam", 100.0)
+    assert [w.spec.id for w in first] == ["w0", "w1"]
+    assert book.claim("cam", 100.0) == []  # both slots are busy
+    book.release()
+    book.release()
+    assert [w.spec.id for w in book.claim("cam", 101.0)] == ["w2"]  # never run beats run before
+    book.release()
+    assert [w.spec.id for w in book.claim("cam", 106.0)] == ["w0", "w1"]
+
+
+def test_the_book_refuses_a_watch_over_the_cap_or_below_the_interval_floor():
+    book = WatchBook([], WatchLimits(max_watches=1, min_interval_s=2))
+    book.add(WatchSpec(id="a", question="door open?", min_interval_s=2))
+    with pytest.raises(RequestError) as too_many:
+        book.add(WatchSpec(id="b", question="door open?", min_interval_s=2))
+    with pytest.raises(RequestError) as too_fast:
+        book.add(WatchSpec(id="a", question="door open?", min_interval_s=0.5))
+    book.add(WatchSpec(id="a", question="window open?", min_interval_s=3))  # replacing stays allowed
+    assert too_many.value.code is ErrorCode.TOO_MANY_WATCHES
+    assert too_fast.value.code is ErrorCode.INVALID_REQUEST
+    assert too_fast.value.message == "field 'min_interval_s': 0.5 s is below this agent's floor, 2 s"
+    assert [s.question for s in book.specs()] == ["window open?"]
