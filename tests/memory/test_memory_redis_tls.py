@@ -12,7 +12,7 @@ import pytest
 import torch
 from pydantic import SecretStr
 
-from agent.memory import MemoryConfig, MemoryState, RedisConfig, open_memory
+from agent.memory import MemoryAuthError, MemoryConfig, MemoryState, RedisConfig, open_memory
 from tests.memory.memory_helpers import free_port, make_tokens
 from tests.mqtt.mqtt_helpers import make_tls_files
 
@@ -74,12 +74,12 @@ async def test_tls_with_a_client_certificate_and_the_password_stores_and_reads(t
     assert torch.equal(read["cam"].tokens.embeds, tokens.embeds)
 
 
-async def test_a_wrong_password_leaves_the_memory_unavailable_with_a_clear_error(tls_redis):
+async def test_a_wrong_password_fails_to_open_with_a_clear_error(tls_redis):
     port, files = tls_redis
-    async with open_memory(config(port, files, password=SecretStr("wrong"))) as memory:
-        assert memory.state == MemoryState.UNAVAILABLE
-        assert memory.last_error is not None
-        assert "wrong" not in memory.last_error
+    with pytest.raises(MemoryAuthError, match="refused the credentials") as caught:
+        async with open_memory(config(port, files, password=SecretStr("wrong"))):
+            pass
+    assert "wrong" not in str(caught.value)  # an auth failure is not retried like an outage (issue 17)
 
 
 async def test_without_a_client_certificate_the_server_refuses(tls_redis):
