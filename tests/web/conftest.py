@@ -131,7 +131,8 @@ def toy_agent(world: tuple[Path, GroundTruth]) -> Iterator[RunningAgent]:
               "time_origin": 1_700_000_000.0}  # fmt: skip
     color = next(q for q in truth.questions if q.kind == "color")
     watch = {"id": "color-watch", "question": color.question, "streams": ["cam"], "min_interval_s": 0}
-    config = agent_config(TOY_MODEL_DIR, [stream], prefix, watches=[watch])
+    limits = {"min_interval_s": 0}  # a watch on every chunk
+    config = agent_config(TOY_MODEL_DIR, [stream], prefix, watches=[watch], watch_limits=limits)
     config = config.model_copy(
         update={"model": config.model.model_copy(update={"budget": 32, "layer": None, "max_new_tokens": 4})}
     )

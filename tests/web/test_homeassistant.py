@@ -71,6 +71,7 @@ async def test_streams_and_watches_are_discovered_fire_events_and_a_removed_watc
         homeassistant={"enabled": True, "discovery_prefix": discovery},
         pictures={"mqtt_snapshots": True},
         watches=[{"id": "door.open", "question": question.question, "streams": ["cam"], "min_interval_s": 0}],
+        watch_limits={"min_interval_s": 0},
     )
     try:
         async with aiomqtt.Client(HOST, PORT, timeout=5) as listener:
