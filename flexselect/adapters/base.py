@@ -23,6 +23,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, DynamicCach
 from flexselect.config import Aggregation, default_reference_layer
 from flexselect.transfer import gather_rows, layout_rows
 from flexselect.types import Answer, Prompt, Sequence, TokenKind, VisualTokens
+from flexselect.vision_attention import enable_batched_vision_attention
 
 
 class AdapterError(Exception):
@@ -60,6 +61,26 @@ class _StopForward(Exception):
     """Raised by the capture hook so nothing at or above the reference layer runs."""
 
 
+@dataclass
+class VideoClip:
+    """Frames of one clip and where they sit in their source (the arguments of `VideoLLMAdapter.encode`)."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    times: np.ndarray  # (T,) seconds
+    frame_offset: int = 0
+    time_origin: float = 0.0
+    fps: float | None = None
+
+
+@dataclass
+class PreparedClip:
+    """A clip after the CPU half of encoding: the processor's pixel inputs (pinned for a CUDA device),
+    or none for families that encode from the frames."""
+
+    clip: VideoClip
+    inputs: dict[str, torch.Tensor] | None = None
+
+
 class VideoLLMAdapter(ABC):
     """One video LLM behind the small interface FlexSelect needs."""
 
@@ -68,6 +89,7 @@ class VideoLLMAdapter(ABC):
     mrope: ClassVar[bool] = False  # positions are (3, 1, S) rather than (1, S)
 
     def __init__(self, model: PreTrainedModel, processor: Any) -> None:
+        enable_batched_vision_attention(model)  # one attention call per vision layer (Qwen families, sdpa)
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -191,6 +213,31 @@ class VideoLLMAdapter(ABC):
             fps: the sampling rate the frames were taken at; None estimates it from `times`. Streams pass
                 their configured rate so every chunk gets the same temporal scale despite clock jitter.
         """
+
+    def prepare(self, clip: VideoClip) -> PreparedClip:
+        """The CPU half of encoding (the video processor's resize and patchify), safe to run off the model
+        thread; on a CUDA adapter the pixels are pinned so `encode_prepared` copies them asynchronously.
+        Families without a batched tower keep the frames for `encode`."""
+        self._check_frames(clip.frames, clip.times)
+        return PreparedClip(clip=clip)
+
+    def encode_prepared(self, prepared: list[PreparedClip]) -> list[VisualTokens]:
+        """Encode several clips (of one stream or many); each result equals `encode` of that clip alone.
+        The Qwen families run ONE vision forward over all of them; the others encode one at a time."""
+        return [
+            self.encode(
+                p.clip.frames,
+                p.clip.times,
+                frame_offset=p.clip.frame_offset,
+                time_origin=p.clip.time_origin,
+                fps=p.clip.fps,
+            )
+            for p in prepared
+        ]
+
+    def _pinned(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in page-locked memory when they are bound for a CUDA device (else unchanged)."""
+        return pixels.pin_memory() if self.device.type == "cuda" else pixels
 
     @staticmethod
     def _check_frames(frames: np.ndarray, times: np.ndarray) -> None:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from flexselect.adapters.base import AdapterError, VideoLLMAdapter
-from flexselect.adapters.qwen_common import padded, sampled_fps, unravel_grid, video_metadata
+from flexselect.adapters.base import AdapterError, PreparedClip, VideoClip, VideoLLMAdapter
+from flexselect.adapters.qwen_common import (
+    batched_pixels,
+    padded,
+    sampled_fps,
+    unravel_grid,
+    video_metadata,
+)
 from flexselect.types import TokenKind, VisualTokens
 
 
@@ -46,33 +52,46 @@ class Qwen25VLAdapter(VideoLLMAdapter):
         time_origin: float = 0.0,
         fps: float | None = None,
     ) -> VisualTokens:
+        clip = VideoClip(frames, times, frame_offset=frame_offset, time_origin=time_origin, fps=fps)
+        return self.encode_prepared([self.prepare(clip)])[0]
+
+    def prepare(self, clip: VideoClip) -> PreparedClip:
         tp = self.temporal_patch
-        if frame_offset % tp:
+        if clip.frame_offset % tp:
             raise AdapterError(
-                f"frame_offset must be a multiple of the temporal patch {tp}, got {frame_offset}"
+                f"frame_offset must be a multiple of the temporal patch {tp}, got {clip.frame_offset}"
             )
-        inputs = self.processor_inputs(frames, times, fps=fps)
-        grid_thw = inputs["video_grid_thw"].to(self.device)
+        inputs = self.processor_inputs(clip.frames, clip.times, fps=clip.fps)
+        inputs["pixel_values_videos"] = self._pinned(inputs["pixel_values_videos"])
+        return PreparedClip(clip=clip, inputs=inputs)
+
+    def encode_prepared(self, prepared: list[PreparedClip]) -> list[VisualTokens]:
+        if not prepared:
+            return []
+        pixels, grids = batched_pixels(self, prepared)
         with torch.no_grad():
-            out = self.model.model.get_video_features(
-                inputs["pixel_values_videos"].to(self.device, self.model.dtype), grid_thw
-            )
-        embeds = torch.cat(out.pooler_output)  # (steps*rows*cols, D)
+            out = self.model.model.get_video_features(pixels, grids.to(self.device, non_blocking=True))
+        return [self._tokens(p, embeds) for p, embeds in zip(prepared, out.pooler_output, strict=True)]
+
+    def _tokens(self, prepared: PreparedClip, embeds: torch.Tensor) -> VisualTokens:
+        """The visual span of one clip from its rows of the tower's output (steps*rows*cols, D)."""
+        assert prepared.inputs is not None
+        clip, tp = prepared.clip, self.temporal_patch
         merge = int(self.config.vision_config.spatial_merge_size)
-        steps, gh, gw = (int(v) for v in inputs["video_grid_thw"][0])
+        steps, gh, gw = (int(v) for v in prepared.inputs["video_grid_thw"][0])
         grid = unravel_grid(steps, gh // merge, gw // merge)  # (N, 3) local (step, row, col)
-        frame = frame_offset + grid[:, 0] * tp
-        step_times = torch.from_numpy(padded(times.astype(np.float64), tp)[::tp].copy())
-        grid[:, 0] += frame_offset // tp
+        frame = clip.frame_offset + grid[:, 0] * tp
+        step_times = torch.from_numpy(padded(clip.times.astype(np.float64), tp)[::tp].copy())
+        grid[:, 0] += clip.frame_offset // tp
         n = embeds.shape[0]
         return VisualTokens(
             embeds=embeds,
             frame=frame,
-            time=step_times[grid[:, 0] - frame_offset // tp],
+            time=step_times[grid[:, 0] - clip.frame_offset // tp],
             grid=grid,
             kind=torch.full((n,), int(TokenKind.PATCH), dtype=torch.int8),
             token_id=torch.full((n,), int(self.config.video_token_id), dtype=torch.long),
-            seconds_per_step=tp / (fps or sampled_fps(times)),
+            seconds_per_step=tp / (clip.fps or sampled_fps(clip.times)),
         )
 
     def visual_positions(self, tokens: VisualTokens, *, compact: bool) -> tuple[torch.Tensor, int]:

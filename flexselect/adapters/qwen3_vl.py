@@ -11,8 +11,14 @@ import numpy as np
 import torch
 import transformers
 
-from flexselect.adapters.base import AdapterError, VideoLLMAdapter
-from flexselect.adapters.qwen_common import padded, sampled_fps, unravel_grid, video_metadata
+from flexselect.adapters.base import AdapterError, PreparedClip, VideoClip, VideoLLMAdapter
+from flexselect.adapters.qwen_common import (
+    batched_pixels,
+    padded,
+    sampled_fps,
+    unravel_grid,
+    video_metadata,
+)
 from flexselect.types import Sequence, TokenKind, VisualTokens
 
 
@@ -98,19 +104,37 @@ class Qwen3VLAdapter(VideoLLMAdapter):
         time_origin: float = 0.0,
         fps: float | None = None,
     ) -> VisualTokens:
+        clip = VideoClip(frames, times, frame_offset=frame_offset, time_origin=time_origin, fps=fps)
+        return self.encode_prepared([self.prepare(clip)])[0]
+
+    def prepare(self, clip: VideoClip) -> PreparedClip:
         tp = self.temporal_patch
-        if frame_offset % tp:
+        if clip.frame_offset % tp:
             raise AdapterError(
-                f"frame_offset must be a multiple of the temporal patch {tp}, got {frame_offset}"
+                f"frame_offset must be a multiple of the temporal patch {tp}, got {clip.frame_offset}"
             )
-        inputs = self.processor_inputs(frames, times, fps=fps)
+        inputs = self.processor_inputs(clip.frames, clip.times, fps=clip.fps)
+        inputs["pixel_values_videos"] = self._pinned(inputs["pixel_values_videos"])
+        return PreparedClip(clip=clip, inputs=inputs)
+
+    def encode_prepared(self, prepared: list[PreparedClip]) -> list[VisualTokens]:
+        if not prepared:
+            return []
+        pixels, grids = batched_pixels(self, prepared)
         with torch.no_grad():
-            out = self.model.model.get_video_features(
-                inputs["pixel_values_videos"].to(self.device, self.model.dtype),
-                inputs["video_grid_thw"].to(self.device),
-            )
-        patches = torch.cat(out.pooler_output)  # (steps*per_step, D)
-        deep = torch.stack([torch.cat(level) for level in out.deepstack_features])  # (levels, n, D)
+            out = self.model.model.get_video_features(pixels, grids.to(self.device, non_blocking=True))
+        return [
+            self._tokens(p, patches, torch.stack([level[i] for level in out.deepstack_features]))
+            for i, (p, patches) in enumerate(zip(prepared, out.pooler_output, strict=True))
+        ]
+
+    def _tokens(self, prepared: PreparedClip, patches: torch.Tensor, deep: torch.Tensor) -> VisualTokens:
+        """The per-step span of one clip from its patch rows (steps*per_step, D) and deepstack rows
+        (levels, steps*per_step, D)."""
+        assert prepared.inputs is not None
+        clip, tp = prepared.clip, self.temporal_patch
+        times, frame_offset, time_origin, fps = clip.times, clip.frame_offset, clip.time_origin, clip.fps
+        inputs = prepared.inputs
         merge = int(self.config.vision_config.spatial_merge_size)
         steps, gh, gw = (int(v) for v in inputs["video_grid_thw"][0])
         per_step = (gh // merge) * (gw // merge)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from transformers.video_utils import VideoMetadata
+
+if TYPE_CHECKING:
+    from flexselect.adapters.base import PreparedClip, VideoLLMAdapter
 
 
 def sampled_fps(times: np.ndarray) -> float:
@@ -38,3 +43,17 @@ def unravel_grid(steps: int, rows: int, cols: int) -> torch.Tensor:
     """(steps*rows*cols, 3) int64 (step, row, col) in the vision tower's raster output order."""
     t, r, c = torch.meshgrid(torch.arange(steps), torch.arange(rows), torch.arange(cols), indexing="ij")
     return torch.stack([t.flatten(), r.flatten(), c.flatten()], dim=1)
+
+
+def batched_pixels(
+    adapter: VideoLLMAdapter, prepared: list[PreparedClip]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pixel rows of several prepared clips end to end on the adapter's device (copied from pinned
+    memory without blocking), and their (clips, 3) grids on the CPU, as the tower takes several videos."""
+    inputs = [p.inputs for p in prepared]
+    if any(i is None for i in inputs):
+        raise ValueError("every clip must be prepared by the adapter that encodes it")
+    device, dtype = adapter.device, adapter.model.dtype
+    pixels = [i["pixel_values_videos"].to(device, non_blocking=True) for i in inputs]  # type: ignore[index]
+    grids = torch.cat([i["video_grid_thw"] for i in inputs])  # type: ignore[index]
+    return torch.cat(pixels).to(dtype), grids
