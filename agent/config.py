@@ -116,7 +116,9 @@ class IngestSection(_Section):
         default_factory=lambda: [DEFAULT_DESCRIPTION_PROMPT],
         title="Prompts whose attention scores tokens at ingest (watch questions are added)",
     )
-    max_batch_chunks: int = Field(4, ge=1, le=256, title="Chunks encoded together in one GPU batch")
+    max_batch_chunks: int = Field(
+        16, ge=1, le=256, title="Most waiting chunks (any streams) run as one vision forward and scoring pass"
+    )
     watch_window_s: float = Field(30.0, gt=0, le=86_400, title="Recent seconds a watch question looks at")
     queue_chunks: int = Field(16, ge=1, le=4096, title="Chunks waiting for the encoder, all streams")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +20,8 @@ from agent.config import ConfigError, ModelSection
 from agent.selector import load_selector_for
 from agent.selector_caches import SelectorCaches
 from flexselect.adapters import VideoLLMAdapter
+from flexselect.adapters.base import PreparedClip, VideoClip
+from flexselect.batch_scoring import score_many
 from flexselect.budget import Scorer, top_k
 from flexselect.config import SelectionConfig
 from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorError, encode_pair
@@ -43,6 +44,14 @@ class ChunkInput:
     frame_offset: int  # index of the first frame in the stream's own frame count
     time_origin: float  # subtracted where times become text (Qwen3-VL timestamps)
     fps: float | None = None  # the stream's sampling rate (None: estimated from the times)
+
+
+@dataclass
+class PreparedChunk:
+    """A chunk after the CPU half of encoding (`Engine.prepare`), ready for `Engine.encode_batch`."""
+
+    chunk: ChunkInput
+    clip: PreparedClip
 
 
 @dataclass
@@ -128,32 +137,78 @@ class Engine:
         """Prompts whose attention decides what the memory keeps (description prompt plus watches)."""
         self._standing = [self.adapter.prompt(p) for p in dict.fromkeys(prompts)]
 
+    def prepare(self, chunk: ChunkInput) -> PreparedChunk:
+        """The CPU half of encoding a chunk (resize and patchify, pinned for a GPU). Thread-safe: the worker
+        runs it off the model thread so the model thread only runs the model."""
+        clip = VideoClip(
+            chunk.frames,
+            chunk.times,
+            frame_offset=chunk.frame_offset,
+            time_origin=chunk.time_origin,
+            fps=chunk.fps,
+        )
+        if self.selector is not None:  # the lite path encodes from the frames (`encode_pair`)
+            return PreparedChunk(chunk, PreparedClip(clip=clip))
+        return PreparedChunk(chunk, self.adapter.prepare(clip))
+
     def encode(self, chunk: ChunkInput) -> EncodedChunk:
-        """Vision tower and projector once (feeding the selector's projector too with `scorer: lite`), then
-        the ingest attention of the standing prompts. With `scorer: lite` the chunk also enters its stream's
+        """Encode one chunk (see `encode_batch`)."""
+        return self.encode_batch([self.prepare(chunk)])[0]
+
+    def encode_batch(self, prepared: list[PreparedChunk]) -> list[EncodedChunk]:
+        """Vision tower and projector once over all the chunks (of one or many streams; feeding the
+        selector's projector too with `scorer: lite`, one chunk at a time), then the ingest attention of
+        the standing prompts, batched over chunks of one length. Results come back per chunk, in order,
+        each equal to encoding that chunk alone. With `scorer: lite` each chunk also enters its stream's
         selector cache, so the cache holds the rows handed to the memory."""
-        frames, times = chunk.frames, chunk.times
-        kwargs: dict[str, Any] = {
-            "frame_offset": chunk.frame_offset,
-            "time_origin": chunk.time_origin,
-            "fps": chunk.fps,
-        }
+        if not prepared:
+            return []
         if self.selector is not None:
-            tokens: VisualTokens = encode_pair(self.selector, self.adapter, frames, times, **kwargs)
+            all_tokens: list[VisualTokens] = [
+                encode_pair(
+                    self.selector,
+                    self.adapter,
+                    p.chunk.frames,
+                    p.chunk.times,
+                    frame_offset=p.chunk.frame_offset,
+                    time_origin=p.chunk.time_origin,
+                    fps=p.chunk.fps,
+                )
+                for p in prepared
+            ]
         else:
-            tokens = self.adapter.encode(frames, times, **kwargs)
+            all_tokens = self.adapter.encode_prepared([p.clip for p in prepared])
         if self.tokens_per_frame is None:
-            self.tokens_per_frame = len(tokens) / len(tokens.frame_ids())  # per temporal step
+            first = all_tokens[0]
+            self.tokens_per_frame = len(first) / len(first.frame_ids())  # per temporal step
         if self.caches is not None:
-            self.caches.ingest(chunk.stream_id, tokens)
-        return EncodedChunk(chunk.stream_id, _to_cpu(tokens), self.ingest_attention(tokens))
+            for p, tokens in zip(prepared, all_tokens, strict=True):
+                self.caches.ingest(p.chunk.stream_id, tokens)
+        attention = self.ingest_attention_many(all_tokens)
+        return [
+            EncodedChunk(p.chunk.stream_id, _to_cpu(tokens), scores)
+            for p, tokens, scores in zip(prepared, all_tokens, attention, strict=True)
+        ]
 
     def ingest_attention(self, tokens: VisualTokens) -> torch.Tensor:
         """Max over standing prompts of the scorer's attention (uniform without a scorer)."""
+        return self.ingest_attention_many([tokens])[0]
+
+    def ingest_attention_many(self, tokens: list[VisualTokens]) -> list[torch.Tensor]:
+        """`ingest_attention` of several chunks: with the reference scorer, one decoder pass per standing
+        prompt over all chunks of one length (`flexselect.batch_scoring`)."""
         if self.scorer is None or not self._standing:
-            return torch.ones(len(tokens), dtype=torch.float32)
-        scores = torch.stack([self.scorer.score(p, tokens).float().cpu() for p in self._standing])
-        return scores.max(dim=0).values
+            return [torch.ones(len(t), dtype=torch.float32) for t in tokens]
+        per_prompt: list[list[torch.Tensor]] = []
+        for prompt in self._standing:
+            if isinstance(self.scorer, ReferenceScorer):
+                per_prompt.append(score_many(self.scorer, prompt, tokens))
+            else:
+                per_prompt.append([self.scorer.score(prompt, t) for t in tokens])
+        return [
+            torch.stack([scores[i].float().cpu() for scores in per_prompt]).max(dim=0).values
+            for i in range(len(tokens))
+        ]
 
     def default_budget(self) -> int:
         """The configured budget, else 32 frames' worth of this model's tokens."""

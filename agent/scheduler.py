@@ -1,7 +1,8 @@
 """Which model job runs next: questions first, but ingest never starves.
 
-The model runs one job at a time. A job is either one question or one micro-batch of ingest chunks (at
-most `max_batch_chunks`, across streams, oldest first). Rules:
+The model runs one job at a time. A job is either one question or one ingest batch: up to
+`max_batch_chunks` waiting chunks of any streams, oldest first, which the worker encodes in ONE vision
+forward and ONE ingest-scoring pass and then splits per stream. Rules:
 
 1. A waiting question runs before ingest, so a question waits for at most the one batch in progress.
 2. After `max_consecutive` questions in a row, one ingest batch runs if any chunk is waiting, so a flood
@@ -28,7 +29,7 @@ class QueueFull(Exception):
 
 @dataclass
 class Batch(Generic[Q, C]):
-    """The next job: one question, or a micro-batch of chunks."""
+    """The next job: one question, or one ingest batch of chunks (encoded together)."""
 
     question: Q | None = None
     chunks: list[C] | None = None

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from agent.engine import ChunkInput, EncodedChunk, Engine
+from agent.engine import ChunkInput, EncodedChunk, Engine, PreparedChunk
 from agent.scheduler import JobScheduler, QueueFull
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ class _Job:
     fn: Callable[[], Any]
     future: asyncio.Future[Any]
     queued_at: float = field(default_factory=time.monotonic)
+    chunk: PreparedChunk | None = None  # ingest jobs: encoded together with the rest of their batch
 
 
 @dataclass
@@ -32,7 +33,8 @@ class WorkerStats:
 
     questions: int = 0
     chunks: int = 0
-    batches: int = 0
+    batches: int = 0  # ingest batches: one vision forward and one scoring pass each
+    largest_batch: int = 0
     failures: int = 0
     busy_s: float = 0.0
     last_wait_s: dict[str, float] = field(default_factory=dict)
@@ -93,10 +95,13 @@ class ModelWorker:
         return len(self.scheduler.chunks)
 
     async def encode(self, chunk: ChunkInput) -> EncodedChunk:
-        """Encode one chunk; waits while the ingest queue is full (backpressure to the stream)."""
+        """Encode one chunk together with whatever other streams' chunks are waiting; waits while the
+        ingest queue is full (backpressure to the stream). Resizing runs here, off the model thread."""
+        prepared = await asyncio.to_thread(self.engine.prepare, chunk)
         async with self._room:
             await self._room.wait_for(lambda: self._closing or self.scheduler.chunk_room())
-        job = self._job(lambda: self.engine.encode(chunk))
+        job = self._job(lambda: self.engine.encode_batch([prepared])[0])
+        job.chunk = prepared
         self.scheduler.put_chunk(job)
         self._wake.set()
         return await job.future
@@ -127,16 +132,39 @@ class ModelWorker:
                 self._room.notify_all()
             now = time.monotonic()
             self.stats.last_wait_s[kind] = max(now - j.queued_at for j in jobs)
-            for job in jobs:
-                await self._execute(loop, job)
-            self.stats.busy_s += time.monotonic() - now
             if kind == "question":
+                await self._execute(loop, jobs[0])
                 self.stats.questions += 1
             else:
+                await self._execute_batch(loop, jobs)
                 self.stats.batches += 1
                 self.stats.chunks += len(jobs)
+                self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))
+            self.stats.busy_s += time.monotonic() - now
         async with self._room:
             self._room.notify_all()
+
+    async def _execute_batch(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+        """One `Engine.encode_batch` over the batch's chunks, results handed to each waiter. If the batch
+        fails, its chunks run one at a time so only the bad chunk's stream sees the error."""
+        live = [j for j in jobs if not j.future.done()]  # skip those cancelled by their waiter
+        if not live:
+            return
+        prepared = [j.chunk for j in live]
+        assert all(p is not None for p in prepared)
+        try:
+            results = await loop.run_in_executor(self._thread, self.engine.encode_batch, prepared)
+        except Exception:
+            if len(live) == 1:
+                await self._execute(loop, live[0])
+                return
+            logger.warning("an ingest batch of %d chunks failed; encoding them one at a time", len(live))
+            for job in live:
+                await self._execute(loop, job)
+            return
+        for job, result in zip(live, results, strict=True):
+            if not job.future.done():
+                job.future.set_result(result)
 
     async def _execute(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
         if job.future.done():  # cancelled by its waiter
