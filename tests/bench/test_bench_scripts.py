@@ -42,10 +42,18 @@ def test_answer_latency_times_every_method_and_the_cached_selector_is_the_fastes
     assert "only the ratios mean anything" in out
 
 
-def test_streams_per_gpu_runs_a_load_and_reports_it(tmp_path):
-    run_script("streams_per_gpu.py", "--streams", "1", "--seconds", "6", "--out", str(tmp_path))
+def test_streams_per_gpu_measures_throughput_runs_a_load_and_the_memory_check(tmp_path):
+    out = run_script(
+        "streams_per_gpu.py", "--streams", "1", "--seconds", "6", "--long-media-hours", "0.01",
+        "--out", str(tmp_path),
+    )  # fmt: skip
     report = json.loads(next(tmp_path.glob("streams_per_gpu*.json")).read_text())
     assert report["rows"] and report["rows"][0]["streams"] == 1
+    assert [r["chunks"] for r in report["throughput"]] == [1, 4]
+    assert all(r["vision_stock_fps"] > 0 and r["vision_batched_fps"] > 0 for r in report["throughput"])
+    assert report["vision_attention"] == "flexselect_flash_varlen_sdpa"
+    assert report["long_run"]["media_hours_covered"] > 0
+    assert "largest sustained load" in out
 
 
 def test_selection_vs_prefill_runs(tmp_path):
