@@ -479,6 +479,8 @@ class AgentApp:
             stalls=health.stalls,
             memory_tokens=tokens,
             memory_bytes=nbytes,
+            shed_factor=health.shed_factor,
+            ingest_lag_s=round(health.ingest_lag_s, 3),
             last_error=health.last_error,
             updated_at=datetime.now(UTC),
         )

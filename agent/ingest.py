@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agent.admission import thin
 from agent.config import StreamSection
 from agent.engine import ChunkInput
 from agent.memory import TokenMemory
@@ -37,6 +38,8 @@ class StreamHealth:
     reconnects: int = 0
     stalls: int = 0
     ingest_errors: int = 0
+    shed_factor: int = 1  # >1: keeping every n-th frame because the model cannot keep up
+    ingest_lag_s: float = 0.0  # how long its last chunk waited for the model
     last_error: str | None = None
     origin: float | None = None  # Unix time of media time 0 for recordings
     last_chunk_at: float | None = None
@@ -128,17 +131,27 @@ class StreamIngest:
                 self.health.origin = self.section.time_origin if self.section.time_origin is not None else now
             times = times + self.health.origin
         tp = self.temporal_patch
+        factor = self.worker.shed_factor
+        kept = thin(len(chunk.frames), factor, tp)
+        frames, times = chunk.frames[kept], times[kept]
+        fps = None if self.section.source.keyframes_only else self.section.source.sample_fps
+        if fps is not None and len(kept) < len(chunk.frames):
+            fps = fps * len(kept) / len(chunk.frames)
+        if factor != self.health.shed_factor:
+            logger.warning("stream %s: the model is behind, sampling 1 frame in %d", self.section.id, factor)
+        self.health.shed_factor = factor
         job = ChunkInput(
             stream_id=self.section.id,
-            frames=chunk.frames,
+            frames=frames,
             times=times,
             frame_offset=self._next_frame,
             time_origin=self.health.origin or float(times[0]),
-            fps=None if self.section.source.keyframes_only else self.section.source.sample_fps,
+            fps=fps,
         )
-        self._next_frame += tp * math.ceil(len(chunk.frames) / tp)
+        self._next_frame += tp * math.ceil(len(frames) / tp)
         try:
             encoded = await self.worker.encode(job)
+            self.health.ingest_lag_s = self.worker.shedder.lag_s
             await self.memory.append(self.section.id, encoded.tokens, encoded.attention)
         except asyncio.CancelledError:
             raise

@@ -45,6 +45,8 @@ class AgentSample:
 
     streams: list[StreamSample] = field(default_factory=list)
     queue_depth: dict[str, int] = field(default_factory=dict)
+    ingest_lag_s: float = 0.0  # wait of the last ingest batch's oldest chunk (agent.admission)
+    ingest_shed_factor: int = 1  # n > 1: streams keep 1 frame in n because the model is behind
     mqtt_connected: bool = False
     memory_ready: bool = False
     memory_pending_chunks: int = 0
@@ -77,6 +79,16 @@ class StateCollector(Collector):
         for name, depth in sorted(s.queue_depth.items()):
             queue.add_metric([name], depth)
         yield queue
+        yield GaugeMetricFamily(
+            "flexselect_ingest_lag_seconds",
+            "Wait of the last ingest batch's oldest chunk for the model",
+            value=s.ingest_lag_s,
+        )
+        yield GaugeMetricFamily(
+            "flexselect_ingest_shed_factor",
+            "1 while ingest keeps up; n while streams keep 1 frame in n (model overloaded)",
+            value=s.ingest_shed_factor,
+        )
         yield GaugeMetricFamily(
             "flexselect_mqtt_connected", "1 while connected to the broker", value=int(s.mqtt_connected)
         )

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from agent.admission import LoadShedder
 from agent.engine import ChunkInput, EncodedChunk, Engine, PreparedChunk
 from agent.scheduler import JobScheduler, QueueFull
 
@@ -51,8 +52,10 @@ class ModelWorker:
         chunk_slots: int,
         max_batch_chunks: int,
         max_consecutive: int,
+        shedder: LoadShedder | None = None,
     ) -> None:
         self.engine = engine
+        self.shedder = shedder or LoadShedder()
         self.scheduler: JobScheduler[_Job, _Job] = JobScheduler(
             question_slots=question_slots,
             chunk_slots=chunk_slots,
@@ -94,14 +97,20 @@ class ModelWorker:
     def queued_chunks(self) -> int:
         return len(self.scheduler.chunks)
 
+    @property
+    def shed_factor(self) -> int:
+        """1 while ingest keeps up; 2, 4, ... while streams sample fewer frames (`agent.admission`)."""
+        return self.shedder.factor
+
     async def encode(self, chunk: ChunkInput) -> EncodedChunk:
         """Encode one chunk together with whatever other streams' chunks are waiting; waits while the
         ingest queue is full (backpressure to the stream). Resizing runs here, off the model thread."""
+        asked = time.monotonic()  # the lag counts the wait for room too, where an overload shows first
         prepared = await asyncio.to_thread(self.engine.prepare, chunk)
         async with self._room:
             await self._room.wait_for(lambda: self._closing or self.scheduler.chunk_room())
         job = self._job(lambda: self.engine.encode_batch([prepared])[0])
-        job.chunk = prepared
+        job.chunk, job.queued_at = prepared, asked
         self.scheduler.put_chunk(job)
         self._wake.set()
         return await job.future
@@ -136,6 +145,7 @@ class ModelWorker:
                 await self._execute(loop, jobs[0])
                 self.stats.questions += 1
             else:
+                self.shedder.observe(self.stats.last_wait_s[kind], now)
                 await self._execute_batch(loop, jobs)
                 self.stats.batches += 1
                 self.stats.chunks += len(jobs)

@@ -263,6 +263,12 @@ class StreamStatus(_Message):
     stalls: int = Field(ge=0, title="Stalls detected since start")
     memory_tokens: int = Field(ge=0, title="Visual tokens retained for this stream")
     memory_bytes: int = Field(ge=0, title="Bytes retained for this stream")
+    shed_factor: int = Field(
+        1, ge=1, title="1 normally; n while the model is overloaded and the stream keeps 1 frame in n"
+    )
+    ingest_lag_s: float = Field(
+        0.0, ge=0, allow_inf_nan=False, title="How long the stream's last chunk waited for the model"
+    )
     last_error: str | None = Field(None, title="Last error, credentials masked")
     updated_at: Timestamp
 

@@ -185,6 +185,8 @@ class AgentFacade:
         return AgentSample(
             streams=streams,
             queue_depth=queues,
+            ingest_lag_s=app.worker.shedder.lag_s if app.worker is not None else 0.0,
+            ingest_shed_factor=app.worker.shed_factor if app.worker is not None else 1,
             mqtt_connected=app.link is not None and app.link.state == LinkState.CONNECTED,
             memory_ready=memory_ready,
             memory_pending_chunks=stats.pending_chunks if stats else 0,
