@@ -105,8 +105,8 @@ class ModelWorker:
     async def encode(self, chunk: ChunkInput) -> EncodedChunk:
         """Encode one chunk together with whatever other streams' chunks are waiting; waits while the
         ingest queue is full (backpressure to the stream). Resizing runs here, off the model thread."""
-        asked = time.monotonic()  # the lag counts the wait for room too, where an overload shows first
         prepared = await asyncio.to_thread(self.engine.prepare, chunk)
+        asked = time.monotonic()  # the lag counts the wait for room, where an overload shows first
         async with self._room:
             await self._room.wait_for(lambda: self._closing or self.scheduler.chunk_room())
         job = self._job(lambda: self.engine.encode_batch([prepared])[0])
