@@ -17,8 +17,9 @@ still leaves its tables:
    stays under one chunk period and no backlog is left. Without `--streams`, the search starts from the
    load the measured ingest rate predicts, then steps up or halves until it brackets the largest
    sustained load, within the time limit.
-3. Memory: the largest sustained load runs unpaced for `--long-media-hours` of media time in total over
-   its streams (each stream's budget fills after two minutes of media), sampling GPU and host memory,
+3. Memory: the largest sustained load (capped so each stream gets at least 6 minutes) runs unpaced for
+   `--long-media-hours` of media time in total over its streams (each stream's budget fills after two
+   minutes of media), sampling GPU and host memory,
    which must stay flat once the budgets are full. It stops at the time limit and says how far it got.
 
 On a CPU the tiny configuration runs (frames 112x112) and only the shape of the results means anything.
@@ -352,6 +353,8 @@ def main() -> None:
 
     if long_hours > 0 and time.monotonic() + 15 < deadline:
         load = best["streams"] if best else max(1, predicted // 2)
+        # every stream needs 3x its budget's fill time (120 s of media), so two thirds of the run is steady
+        load = max(1, min(load, int(long_hours * 3600 / 360)))
         media_per_stream = long_hours * 3600 / load
         print(
             f"\n3. memory: {load} streams unpaced, {long_hours} h of media in total "
