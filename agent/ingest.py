@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -15,6 +14,7 @@ import numpy as np
 from agent.config import StreamSection
 from agent.engine import ChunkInput
 from agent.memory import TokenMemory
+from agent.stream_position import StreamPosition, restore_position
 from agent.worker import ModelWorker
 from streams import Chunk, StreamState, open_source
 from streams.errors import StreamError
@@ -90,7 +90,8 @@ class StreamIngest:
         self._on_state = on_state
         self._on_chunk = on_chunk
         self._on_frames = on_frames
-        self._next_frame = 0
+        self._position: StreamPosition | None = None
+        self.finished = asyncio.Event()  # set once `run` returns: every chunk read is ingested or skipped
         self._source = open_source(
             section.uri, section.source, stream_id=section.id, on_state=self._state_changed
         )
@@ -109,6 +110,16 @@ class StreamIngest:
     async def run(self) -> None:
         """Ingest until the source ends (recordings) or fails for good; cancellation stops it cleanly."""
         try:
+            self._position = await restore_position(
+                self.memory,
+                self.section.id,
+                live=self._source.live,
+                temporal_patch=self.temporal_patch,
+                frames_per_chunk=self.section.source.frames_per_chunk(),
+                restart=self.section.restart,
+                time_origin=self.section.time_origin,
+                now=time.time(),
+            )
             async with self._source as source:
                 async for chunk in source:
                     await self._ingest(chunk)
@@ -119,24 +130,27 @@ class StreamIngest:
             self._on_state(self.health)
         finally:
             self._state_changed(self._source.state)
+            self.finished.set()
 
     async def _ingest(self, chunk: Chunk) -> None:
         now = time.time()
+        position = self._position
+        assert position is not None
+        if position.already_held(chunk):
+            return
         times = chunk.times
         if not chunk.live:
-            if self.health.origin is None:
-                self.health.origin = self.section.time_origin if self.section.time_origin is not None else now
-            times = times + self.health.origin
-        tp = self.temporal_patch
+            assert position.origin is not None
+            self.health.origin = position.origin
+            times = times + position.origin
         job = ChunkInput(
             stream_id=self.section.id,
             frames=chunk.frames,
             times=times,
-            frame_offset=self._next_frame,
+            frame_offset=position.frame_offset(chunk),
             time_origin=self.health.origin or float(times[0]),
             fps=None if self.section.source.keyframes_only else self.section.source.sample_fps,
         )
-        self._next_frame += tp * math.ceil(len(chunk.frames) / tp)
         try:
             encoded = await self.worker.encode(job)
             await self.memory.append(self.section.id, encoded.tokens, encoded.attention)
@@ -151,7 +165,7 @@ class StreamIngest:
         self.health.drops = stats.drops
         self.health.record_chunk(len(chunk.frames), now)
         if self._on_frames is not None:
-            await self._on_frames(self.section.id, chunk.frames, times, tp)
+            await self._on_frames(self.section.id, chunk.frames, times, self.temporal_patch)
         await self._on_chunk(self.section.id, float(times[-1]))
 
     def describe(self) -> str:
