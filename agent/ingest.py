@@ -14,7 +14,7 @@ import numpy as np
 from agent.config import StreamSection
 from agent.engine import ChunkInput
 from agent.memory import TokenMemory
-from agent.stream_position import StreamPosition, restore_position
+from agent.stream_position import ResumeError, StreamPosition, restore_position
 from agent.worker import ModelWorker
 from streams import Chunk, StreamState, open_source
 from streams.errors import StreamError
@@ -123,7 +123,7 @@ class StreamIngest:
             async with self._source as source:
                 async for chunk in source:
                     await self._ingest(chunk)
-        except StreamError as exc:
+        except (StreamError, ResumeError) as exc:
             self.health.state = StreamState.FAILED
             self.health.last_error = str(exc)
             logger.error("stream %s failed: %s", self.section.id, exc)

@@ -28,6 +28,10 @@ READY_WAIT_S = 5.0
 TIME_SLACK_S = 1e-3  # media times read again from the same file are equal; this absorbs float noise
 
 
+class ResumeError(ValueError):
+    """A recording cannot be resumed: it no longer matches what the memory holds of it."""
+
+
 def align(frame: int, temporal_patch: int) -> int:
     """The smallest multiple of `temporal_patch` at or above `frame` (adapters need aligned offsets)."""
     return temporal_patch * math.ceil(frame / temporal_patch)
@@ -74,7 +78,11 @@ class StreamPosition:
         return offset
 
     def already_held(self, chunk: Chunk) -> bool:
-        """For a resumed recording: whether the memory already holds this chunk (skip it, do not encode)."""
+        """For a resumed recording: whether the memory already holds this chunk (skip it, do not encode).
+
+        Raises:
+            ResumeError: the recording no longer matches the memory's frames.
+        """
         if self.head_time is None:
             return False
         if self.origin is None:
@@ -83,8 +91,9 @@ class StreamPosition:
             if chunk.seq < frame // self.stride:
                 return True  # before the chunk of the newest token held: older still
             if chunk.seq > frame // self.stride:
-                raise AssertionError(
-                    f"chunk {chunk.seq} is past the chunk of frame {frame}: recording or sampling changed"
+                raise ResumeError(
+                    f"cannot resume: chunk {chunk.seq} is past the chunk of frame {frame} held in memory, so "
+                    "the recording or its sampling changed; set `restart: replace` to ingest it again"
                 )
             index = min(frame - chunk.seq * self.stride, len(chunk.times) - 1)
             self.origin = time - float(chunk.times[index])
@@ -131,7 +140,17 @@ async def restore_position(
     position = StreamPosition(
         temporal_patch, stride=align(frames_per_chunk, temporal_patch), origin=time_origin
     )
-    await _wait_ready(memory, stream_id)
+    while True:
+        await _wait_ready(memory, stream_id)
+        try:
+            return await _recording_position(memory, stream_id, position, restart=restart, now=now)
+        except MemoryUnavailableError as exc:
+            logger.warning("stream %s: memory unavailable (%s); retrying before ingest", stream_id, exc)
+
+
+async def _recording_position(
+    memory: TokenMemory, stream_id: str, position: StreamPosition, *, restart: RestartMode, now: float
+) -> StreamPosition:
     if restart == "replace":
         if await memory.delete(stream_id):
             logger.info("stream %s: replacing the recording's memory", stream_id)
