@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.memory import MemoryUnavailableError, TokenMemory
+from agent.memory import MemoryUnavailableError, RetainedTokens, StreamStats, TokenMemory
 from streams import Chunk
 
 logger = logging.getLogger(__name__)
@@ -158,8 +158,8 @@ async def _recording_position(
             position.origin = now
         return position
     stats = (await memory.stats(stream_id)).streams.get(stream_id)
-    retained = (await memory.read([stream_id])).get(stream_id)
-    if stats is None or stats.head_time is None or retained is None or len(retained) == 0:
+    retained = await _newest_tokens(memory, stream_id, stats)
+    if stats is None or stats.head_time is None or retained is None:
         if position.origin is None:
             position.origin = now
         return position
@@ -173,10 +173,25 @@ async def _recording_position(
 
 
 async def _highest_frame(memory: TokenMemory, stream_id: str) -> int | None:
-    retained = (await memory.read([stream_id])).get(stream_id)
-    if retained is None or len(retained) == 0:
+    stats = (await memory.stats(stream_id)).streams.get(stream_id)
+    retained = await _newest_tokens(memory, stream_id, stats)
+    return None if retained is None else int(retained.tokens.frame.max())
+
+
+async def _newest_tokens(
+    memory: TokenMemory, stream_id: str, stats: StreamStats | None
+) -> RetainedTokens | None:
+    """The stream's tokens at its newest retained time (frame order is time order), or None if it holds none.
+
+    Reads only the newest chunk's worth when it can; the whole stream when that range was evicted.
+    """
+    if stats is None or stats.tokens == 0:
         return None
-    return int(retained.tokens.frame.max())
+    for since in (stats.last_time, None):
+        retained = (await memory.read([stream_id], since=since)).get(stream_id)
+        if retained is not None and len(retained):
+            return retained
+    return None
 
 
 async def _wait_ready(memory: TokenMemory, stream_id: str) -> None:
