@@ -59,6 +59,7 @@ MALFORMED = [
     json.dumps({"id": "junk-5", "question": "x", "extra": [[[[[[[[[[1]]]]]]]]]]}).encode(),
     b'{"id": "junk-6", "question": NaN}',
 ]
+RECORDING_TOKENS = 32  # the recording once: 16 frames at 2 fps, 8 temporal steps of 4 tokens
 RSS_LIMIT_BYTES = 3 << 30
 REDIS_CLIENTS_LIMIT = 16
 
@@ -138,10 +139,11 @@ class Agent:
                 await asyncio.sleep(0.2)
 
     def metric(self, name: str, stream: str) -> float:
+        """A per-stream metric's value; -1 while the agent does not export it (yet)."""
         status, body = self.get("/metrics")
         assert status == 200
         match = re.search(rf'^{name}\{{stream="{stream}"\}} (\S+)$', body, re.MULTILINE)
-        return float(match.group(1)) if match else 0.0
+        return float(match.group(1)) if match else -1.0
 
     def rss(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -237,7 +239,9 @@ class Soak:
 
     async def observe(self, agent: Agent, run: str) -> None:
         """Before a fault: the camera's reconnects in this run, RSS and Redis connections."""
-        self.reconnects.append((run, agent.metric("flexselect_stream_reconnects", "cam")))
+        reconnects = agent.metric("flexselect_stream_reconnects_total", "cam")
+        assert reconnects >= 0, "the agent exports no reconnect counter for the camera"
+        self.reconnects.append((run, reconnects))
         self.rss.append(agent.rss())
         r = aioredis.Redis(port=self.redis.port)
         try:
@@ -314,10 +318,12 @@ async def test_the_agent_survives_restarts_kills_and_outages_without_losing_an_a
             # Run 1: fill the memory; the recording is ingested once, here.
             agent = await soak.start_agent()
             async with asyncio.timeout(60):
-                while agent.metric("flexselect_memory_tokens", "cam") < 8:
+                while (
+                    agent.metric("flexselect_memory_tokens", "cam") < 8
+                    or agent.metric("flexselect_memory_tokens", "rec") < RECORDING_TOKENS
+                ):
                     await asyncio.sleep(0.2)
             await soak.steady(agent, "run1")
-            _, rec_appended = await held(soak, "rec")
             await soak.sigterm(agent, "run1")
             # Run 2: the camera restarts.
             agent = await soak.start_agent()
@@ -325,8 +331,11 @@ async def test_the_agent_survives_restarts_kills_and_outages_without_losing_an_a
             soak.camera.kill()
             await asyncio.sleep(1.5)
             soak.camera.start()
-            async with asyncio.timeout(60):
-                while agent.metric("flexselect_stream_online", "cam") < 1:
+            async with asyncio.timeout(60):  # reconnected (the metrics follow each status update)
+                while (
+                    agent.metric("flexselect_stream_reconnects_total", "cam") < 1
+                    or agent.metric("flexselect_stream_online", "cam") < 1
+                ):
                     await asyncio.sleep(0.2)
             await soak.steady(agent, "run2-camera-fault")
             await soak.sigterm(agent, "run2-camera-fault")
@@ -380,7 +389,7 @@ async def test_the_agent_survives_restarts_kills_and_outages_without_losing_an_a
     rec, appended = await held(soak, "rec")
     assert_every_frame_once(cam)
     assert_every_frame_once(rec)
-    assert appended == rec_appended == len(rec)
+    assert appended == len(rec) == RECORDING_TOKENS
     # No reconnect in a run without a camera fault.
     assert [(run, n) for run, n in soak.reconnects if n and "camera-fault" not in run] == []
     assert any(n >= 1 for run, n in soak.reconnects if "camera-fault" in run)
