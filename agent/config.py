@@ -102,6 +102,10 @@ class StreamSection(_Section):
     time_origin: float | None = Field(
         None, title="Unix time that media time 0 of a recording maps to; None: when ingest starts"
     )
+    restart: Literal["resume", "replace"] = Field(
+        "resume",
+        title="A recording at a restart: resume after what memory holds, or replace (delete, ingest again)",
+    )
 
     @field_validator("uri")
     @classmethod

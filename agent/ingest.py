@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -16,6 +15,7 @@ from agent.admission import thin
 from agent.config import StreamSection
 from agent.engine import ChunkInput
 from agent.memory import TokenMemory
+from agent.stream_position import ResumeError, StreamPosition, restore_position
 from agent.worker import ModelWorker
 from streams import Chunk, StreamState, open_source
 from streams.errors import StreamError
@@ -93,7 +93,8 @@ class StreamIngest:
         self._on_state = on_state
         self._on_chunk = on_chunk
         self._on_frames = on_frames
-        self._next_frame = 0
+        self._position: StreamPosition | None = None
+        self.finished = asyncio.Event()  # set once `run` returns: every chunk read is ingested or skipped
         self._source = open_source(
             section.uri, section.source, stream_id=section.id, on_state=self._state_changed
         )
@@ -112,24 +113,39 @@ class StreamIngest:
     async def run(self) -> None:
         """Ingest until the source ends (recordings) or fails for good; cancellation stops it cleanly."""
         try:
+            self._position = await restore_position(
+                self.memory,
+                self.section.id,
+                live=self._source.live,
+                temporal_patch=self.temporal_patch,
+                frames_per_chunk=self.section.source.frames_per_chunk(),
+                restart=self.section.restart,
+                time_origin=self.section.time_origin,
+                now=time.time(),
+            )
             async with self._source as source:
                 async for chunk in source:
                     await self._ingest(chunk)
-        except StreamError as exc:
+        except (StreamError, ResumeError) as exc:
             self.health.state = StreamState.FAILED
             self.health.last_error = str(exc)
             logger.error("stream %s failed: %s", self.section.id, exc)
             self._on_state(self.health)
         finally:
             self._state_changed(self._source.state)
+            self.finished.set()
 
     async def _ingest(self, chunk: Chunk) -> None:
         now = time.time()
+        position = self._position
+        assert position is not None
+        if position.already_held(chunk):
+            return
         times = chunk.times
         if not chunk.live:
-            if self.health.origin is None:
-                self.health.origin = self.section.time_origin if self.section.time_origin is not None else now
-            times = times + self.health.origin
+            assert position.origin is not None
+            self.health.origin = position.origin
+            times = times + position.origin
         tp = self.temporal_patch
         factor = self.worker.shed_factor
         kept = thin(len(chunk.frames), factor, tp)
@@ -144,11 +160,10 @@ class StreamIngest:
             stream_id=self.section.id,
             frames=frames,
             times=times,
-            frame_offset=self._next_frame,
+            frame_offset=position.frame_offset(chunk),
             time_origin=self.health.origin or float(times[0]),
             fps=fps,
         )
-        self._next_frame += tp * math.ceil(len(frames) / tp)
         try:
             encoded = await self.worker.encode(job)
             self.health.ingest_lag_s = self.worker.shedder.lag_s
@@ -164,7 +179,7 @@ class StreamIngest:
         self.health.drops = stats.drops
         self.health.record_chunk(len(chunk.frames), now)
         if self._on_frames is not None:
-            await self._on_frames(self.section.id, chunk.frames, times, tp)
+            await self._on_frames(self.section.id, chunk.frames, times, self.temporal_patch)
         await self._on_chunk(self.section.id, float(times[-1]))
 
     def describe(self) -> str:

@@ -75,6 +75,9 @@ def evidence_spans(
     first_time = torch.zeros(len(frames), dtype=torch.float64).scatter_reduce(
         0, inverse, tokens.time, reduce="amin", include_self=False
     )
+    last_time = torch.zeros(len(frames), dtype=torch.float64).scatter_reduce(
+        0, inverse, tokens.time, reduce="amax", include_self=False
+    )
     counts = torch.bincount(inverse, minlength=len(frames))
     best = torch.full((len(frames),), float("-inf")).scatter_reduce(
         0, inverse, scores.float() if scores is not None else torch.zeros(len(tokens)), reduce="amax"
@@ -84,9 +87,9 @@ def evidence_spans(
     for i in range(1, len(frames) + 1):
         if i == len(frames) or int(frames[i] - frames[i - 1]) > stride:
             spans.append(
-                EvidenceSpan(
-                    start=float(first_time[start]),
-                    end=float(first_time[i - 1]),
+                EvidenceSpan(  # min and max: a span cannot invert even if frame order is not time order
+                    start=float(first_time[start:i].min()),
+                    end=float(last_time[start:i].max()),
                     tokens=int(counts[start:i].sum()),
                     score=float(best[start:i].max()),
                 )

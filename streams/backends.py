@@ -1,9 +1,10 @@
 """Opening a source with PyAV, one recipe per kind (RTSP, HTTP, file, V4L2), and error translation.
 
 Every network read is bounded twice: by FFmpeg's socket timeout (`read_timeout_s`) and by PyAV's
-interrupt callback, which here fires after POLL_S without a packet so that the decoder thread
-regains control to check for a stop request or a stall, then reads on. Opening is bounded by
-`open_timeout_s`.
+interrupt callback, which fires only when one read waits `stall_seconds` for a packet: the session
+has stalled and is abandoned. A healthy read is never interrupted: FFmpeg's RTSP-over-TCP demuxer
+drops the part of an interleaved packet it had read when interrupted, loses its framing and later
+fails with `Input/output error`. Opening is bounded by `open_timeout_s`.
 """
 
 from __future__ import annotations
@@ -29,9 +30,6 @@ from streams.uri import SourceKind, SourceSpec, mask_secrets
 
 # FFmpeg renders text files as "video" (the tty demuxer); such input is not a recording.
 TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
-
-# Longest a blocked read keeps the decoder thread from noticing a stop request, seconds.
-POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -68,6 +66,9 @@ def open_args(spec: SourceSpec, config: StreamConfig) -> OpenArgs:
 def open_container(spec: SourceSpec, config: StreamConfig) -> InputContainer:
     """Open `spec` for reading, with open and read time-outs set.
 
+    The read time-out is the stall limit (`stall_seconds`), not a poll interval: an interrupted read
+    can leave the demuxer unusable, so only a read that already counts as a stall is interrupted.
+
     Raises:
         StreamError: a translated error (see `translate_av_error`), credentials masked.
     """
@@ -77,7 +78,10 @@ def open_container(spec: SourceSpec, config: StreamConfig) -> InputContainer:
     started = time.monotonic()
     try:
         return av.open(
-            args.locator, format=args.format, options=args.options, timeout=(config.open_timeout_s, POLL_S)
+            args.locator,
+            format=args.format,
+            options=args.options,
+            timeout=(config.open_timeout_s, config.stall_seconds),
         )
     except (av.error.FFmpegError, OSError) as exc:
         # FFmpeg reports an interrupted open as ExitError or, for RTSP, as invalid data.

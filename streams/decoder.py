@@ -7,12 +7,12 @@ and state changes through the `notify` callback, both of which schedule onto the
 
 from __future__ import annotations
 
-import errno
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 import av
 import av.error
@@ -30,9 +30,6 @@ from streams.uri import SourceSpec
 from streams.watchdog import Backoff, StallWatchdog
 
 logger = logging.getLogger(__name__)
-# EIOs read on after one poll tick: FFmpeg's RTSP demuxer reports an interrupted read on a later one.
-TICK_ECHOES = 2
-
 # At a live session's start: at most this many packets buffered while probing are read ahead, and
 # a read that takes longer than BACKLOG_WAIT_FRACTION of a frame interval waited for the network.
 MAX_BACKLOG = 1000
@@ -180,42 +177,29 @@ class DecodeWorker:
         self._fps = float(rate) if rate else 0.0
 
     def _decode(self, container: InputContainer, stream: av.VideoStream) -> None:
+        """Read and decode until the source ends, the session fails or stalls, or `stop` is set.
+
+        Reads block until a packet arrives; PyAV interrupts one only after `stall_seconds` (see
+        `open_container`), which ends the session as a stall. Any error ends the session: after an
+        interrupted read FFmpeg's RTSP demuxer cannot be read on reliably.
+        """
         if self.live:
             for packet in self._read_backlog(container, stream):
                 if self._stop.is_set() or not self._on_packet(packet):
                     return
-        echoes = TICK_ECHOES if self.live else 0  # EIOs still tolerated; the backlog read may end on a tick
-        while True:
-            try:
-                for packet in container.demux(stream):
-                    if self._stop.is_set() or not self._on_packet(packet):
-                        return
-                    self._check_stall()
-                break
-            except av.error.ExitError:
-                # A poll tick: no packet for POLL_S. Stop, reconnect on a stall, or read on.
-                if self._stop.is_set():
+        try:
+            for packet in container.demux(stream):
+                if self._stop.is_set() or not self._on_packet(packet):
                     return
                 self._check_stall()
-                echoes = TICK_ECHOES
-            except (av.error.FFmpegError, OSError) as exc:
-                if not (echoes > 0 and self._is_tick_echo(exc)):
-                    raise translate_av_error(exc, self.spec) from None
-                echoes -= 1
-                self._check_stall()
+        except av.error.ExitError:
+            if self._stop.is_set():
+                return
+            self._stalled()
+        except (av.error.FFmpegError, OSError) as exc:
+            raise translate_av_error(exc, self.spec) from None
         if not self.live:
             self._check_complete(stream)
-
-    def _is_tick_echo(self, exc: BaseException) -> bool:
-        """Whether `exc` is FFmpeg's RTSP demuxer answering an earlier poll tick, not a failure.
-
-        An RTSP-over-TCP read interrupted by a poll tick reports EIO on a later read while the
-        session goes on delivering every packet; a camera slower than 1 / POLL_S frames per second
-        would otherwise reconnect (and a replaying server restart its file) once per frame gap.
-        Up to `TICK_ECHOES` EIOs per tick are tolerated; a real failure repeats without ticks, ends the
-        stream, or leaves no frame for `stall_seconds` (the watchdog), and is raised.
-        """
-        return self.live and isinstance(exc, OSError) and exc.errno == errno.EIO
 
     def _read_backlog(self, container: InputContainer, stream: av.VideoStream) -> list[av.Packet]:
         """Read the packets FFmpeg buffered while probing, up to the first that had to wait.
@@ -232,8 +216,11 @@ class DecodeWorker:
                 backlog.append(next(packets))
                 if time.monotonic() - started > wait_s and backlog[-1].pts is not None:
                     break
-        except (StopIteration, av.error.ExitError):
+        except StopIteration:
             pass
+        except av.error.ExitError:
+            if not self._stop.is_set():
+                self._stalled()
         except (av.error.FFmpegError, OSError) as exc:
             raise translate_av_error(exc, self.spec) from None
         self._fill_missing_pts(backlog, stream)
@@ -254,11 +241,14 @@ class DecodeWorker:
                 packets[i].pts = following - step
 
     def _check_stall(self) -> None:
-        now = time.monotonic()
-        if self._watchdog.stalled(now):
-            self._stats.stalls += 1
-            self._set_state(StreamState.STALLED)
-            raise _Stalled(f"stalled: no frame for {self._watchdog.silent_for(now):.1f} s")
+        if self._watchdog.stalled(time.monotonic()):
+            self._stalled()
+
+    def _stalled(self) -> NoReturn:
+        """End the session as stalled: no frame (or no packet at all) for `stall_seconds`."""
+        self._stats.stalls += 1
+        self._set_state(StreamState.STALLED)
+        raise _Stalled(f"stalled: no frame for {self._watchdog.silent_for(time.monotonic()):.1f} s")
 
     def _check_complete(self, stream: av.VideoStream) -> None:
         """At the end of a recording: did the packets reach its stated duration?"""

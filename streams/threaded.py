@@ -149,9 +149,10 @@ class ThreadedSource:
     async def aclose(self) -> None:
         """Stop decoding and release the queue; waits up to `config.close_timeout_s` for the thread.
 
-        A thread blocked inside FFmpeg notices the stop within a poll tick (0.25 s) while reading,
-        or when its open time-out expires while connecting; it is a daemon thread and touches
-        nothing of the caller's once stopped.
+        A streaming thread notices the stop at its next packet (reads are never interrupted: that
+        would break FFmpeg's RTSP framing); one blocked in FFmpeg notices it when its read waits
+        out `stall_seconds` (a silent source) or its open time-out expires (connecting). It is a
+        daemon thread and touches nothing of the caller's once stopped.
         """
         if self._closed:
             return
@@ -166,10 +167,11 @@ class ThreadedSource:
         except TimeoutError:
             logger.warning(
                 "stream %s: decoder thread still blocked in FFmpeg after %.1f s; it exits when "
-                "its open time-out (%.0f s) expires",
+                "its open (%.0f s) or stall (%.0f s) time-out expires",
                 self._stream_id,
                 self.config.close_timeout_s,
                 self.config.open_timeout_s,
+                self.config.stall_seconds,
             )
             return
         # The thread has handed over its last callback and is returning: this join is immediate.

@@ -175,6 +175,12 @@ def test_evidence_is_the_kept_tokens_that_score_near_the_best_not_their_context(
     assert sum(s.tokens for s in evidence_spans(tokens, scores)) == 6  # min_share 0: every kept token
 
 
+def test_an_evidence_span_never_ends_before_it_starts_even_when_frame_order_is_not_time_order():
+    tokens = _tokens([50.0, 51.0, 10.0, 11.0])  # consecutive frame numbers from two runs of a stream
+    (span,) = evidence_spans(tokens)
+    assert (span.start, span.end, span.tokens) == (10.0, 51.0, 4)
+
+
 def test_a_scorer_still_names_the_evidence_when_the_whole_video_fits_the_budget(adapter, clip):
     config = SelectionConfig(budget=10_000, layer=1)
     result = FlexSelectPipeline(adapter, ReferenceScorer(adapter, layer=1), config, max_new_tokens=1).answer(
