@@ -554,9 +554,10 @@ class RedisTokenMemory:
         for stream_id in stream_ids:
             check_stream_id(stream_id)
             try:
-                layout = await self._layout(stream_id)
-                if layout is not None:
-                    out[stream_id] = await self._read_layout(stream_id, layout, since, until)
+                async with self._readers:
+                    layout = await self._layout(stream_id)
+                    if layout is not None:
+                        out[stream_id] = await self._read_layout(stream_id, layout, since, until)
             except CorruptEntryError as exc:
                 self._report(f"stream {stream_id!r}", exc)
         return out
@@ -595,7 +596,8 @@ class RedisTokenMemory:
         for start in range(0, len(index), step):
             part = index[start : start + step]
             args = [self._prefix, layout.stream_id, stored.width, record_head(stored), requests(layout, part)]
-            status, payload = await self._io(self._scripts["rows"](args=args))
+            async with self._readers:
+                status, payload = await self._io(self._scripts["rows"](args=args))
             if status == b"gone":
                 raise RowsGoneError(
                     f"row {int(part[int(payload)])} of stream {layout.stream_id!r} was evicted since its "
