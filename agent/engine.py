@@ -226,20 +226,9 @@ class Engine:
             SelectorError: with `scorer: lite`, a stream's tokens were stored without selector embeddings.
         """
         if self.selector is not None:
-            plain = [sid for sid, tokens in streams if not isinstance(tokens, PairedTokens)]
-            if plain:
-                raise SelectorError(
-                    f"streams {plain} were stored without selector embeddings (by an agent with another "
-                    "model.scorer), so FlexSelect-Lite cannot score them; delete them from the memory or "
-                    "answer with model.scorer: reference"
-                )
+            check_paired([sid for sid, tokens in streams if not isinstance(tokens, PairedTokens)])
         merged, stream_index = merge_streams([tokens for _, tokens in streams])
-        config = SelectionConfig(
-            budget=budget or self.default_budget(),
-            layer=self.config.layer,
-            aggregation=self.config.aggregation,
-            max_frames_per_group=self.config.max_frames_per_group,
-        )
+        config = self.selection(budget)
         scores: torch.Tensor | None
         if self.caches is not None:
             text, keep, scores, timings = self._answer_cached(question, streams, merged, config)
@@ -251,23 +240,21 @@ class Engine:
             text, timings = result.answer, result.timings_ms
             keep = torch.arange(len(merged)) if result.selection is None else result.selection.index
             scores = None if result.selection is None else result.selection.scores[keep]
-        evidence: list[StreamEvidence] = []
-        for i, (stream_id, _) in enumerate(streams):
-            mine = stream_index[keep] == i
-            if bool(mine.any()):
-                spans = evidence_spans(
-                    merged.select(keep[mine]),
-                    None if scores is None else scores[mine],
-                    min_share=config.evidence_share,
-                )
-                evidence += [StreamEvidence(stream_id, span) for span in spans]
-        evidence.sort(key=lambda e: e.span.score, reverse=True)
         return EngineAnswer(
             text=text,
-            evidence=evidence,
+            evidence=stream_evidence([sid for sid, _ in streams], merged, stream_index, keep, scores, config),
             retained_tokens=len(merged),
             used_tokens=len(keep),
             timings_ms=timings,
+        )
+
+    def selection(self, budget: int | None) -> SelectionConfig:
+        """The selection settings of a question with `budget` (None: the default budget)."""
+        return SelectionConfig(
+            budget=budget or self.default_budget(),
+            layer=self.config.layer,
+            aggregation=self.config.aggregation,
+            max_frames_per_group=self.config.max_frames_per_group,
         )
 
     def _answer_cached(
@@ -290,6 +277,13 @@ class Engine:
         keep = top_k(scores, [torch.arange(len(scores))], config.budget, "global")
         scores, keep = scores[keep.to(scores.device)].cpu(), keep.cpu()  # the one read back to the host
         select_ms = (self._now() - start) * 1e3
+        self.check_positions(prompt, merged, keep)
+        seq = self.adapter.build_sequence(prompt, merged, None if len(keep) == len(merged) else keep)
+        generated = self.adapter.generate(seq, max_new_tokens=self.config.max_new_tokens)
+        return generated.text, keep, scores, {"select": select_ms, **generated.timings_ms}
+
+    def check_positions(self, prompt: Prompt, merged: VisualTokens, keep: torch.Tensor) -> None:
+        """ValueError when every token is kept and the sequence exceeds the model's positions."""
         if len(keep) == len(merged):
             needed = len(prompt.prefix_ids) + len(merged) + len(prompt.suffix_ids)
             if needed > self.adapter.max_positions:
@@ -297,15 +291,45 @@ class Engine:
                     f"{len(merged)} visual tokens and the prompt ({needed} tokens) exceed the model's "
                     f"{self.adapter.max_positions} positions; lower the budget"
                 )
-        seq = self.adapter.build_sequence(prompt, merged, None if len(keep) == len(merged) else keep)
-        generated = self.adapter.generate(seq, max_new_tokens=self.config.max_new_tokens)
-        return generated.text, keep, scores, {"select": select_ms, **generated.timings_ms}
 
     def _now(self) -> float:
         """A clock reading after the adapter's device has finished its queued work."""
         if self.adapter.device.type == "cuda":
             torch.cuda.synchronize(self.adapter.device)
         return time.perf_counter()
+
+
+def check_paired(plain: list[str]) -> None:
+    """SelectorError naming the streams stored without selector embeddings (FlexSelect-Lite needs them)."""
+    if plain:
+        raise SelectorError(
+            f"streams {plain} were stored without selector embeddings (by an agent with another "
+            "model.scorer), so FlexSelect-Lite cannot score them; delete them from the memory or "
+            "answer with model.scorer: reference"
+        )
+
+
+def stream_evidence(
+    stream_ids: list[str],
+    merged: VisualTokens,
+    stream_index: torch.Tensor,
+    keep: torch.Tensor,
+    scores: torch.Tensor | None,
+    config: SelectionConfig,
+) -> list[StreamEvidence]:
+    """Evidence spans of the kept rows `keep` of `merged` per stream, best score first."""
+    evidence: list[StreamEvidence] = []
+    for i, stream_id in enumerate(stream_ids):
+        mine = stream_index[keep] == i
+        if bool(mine.any()):
+            spans = evidence_spans(
+                merged.select(keep[mine]),
+                None if scores is None else scores[mine],
+                min_share=config.evidence_share,
+            )
+            evidence += [StreamEvidence(stream_id, span) for span in spans]
+    evidence.sort(key=lambda e: e.span.score, reverse=True)
+    return evidence
 
 
 def merge_streams(parts: list[VisualTokens]) -> tuple[VisualTokens, torch.Tensor]:

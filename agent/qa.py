@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 
 from agent.config import QuestionsSection
 from agent.engine import Engine, EngineAnswer
-from agent.memory import TokenMemory
+from agent.kept_rows import KeptRowsStats, QuestionReads, answer_kept
+from agent.memory import RetainedTokens, TokenMemory
+from agent.memory.base import RetainedLayout
 from agent.memory.errors import MemoryUnavailableError, TokenMemoryError
 from agent.metrics import AgentMetrics
 from agent.mqtt import AnswerMessage, AskRequest, ErrorCode, Evidence, RequestError, TokenCounts
 from agent.worker import ModelWorker, QueueFull
-from flexselect.types import VisualTokens
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class QuestionService:
         self.metrics = metrics
         self.model_name = model_name
         self.accepting = True
+        self.kept_rows = KeptRowsStats()
 
     def _refuse(self, request: AskRequest, code: ErrorCode, message: str) -> RequestError:
         return RequestError(code, message, request_id=request.id, reply_to=request.reply_to)
@@ -57,11 +59,11 @@ class QuestionService:
                 request, ErrorCode.SHUTTING_DOWN, "the agent is shutting down; ask again later"
             )
         request.check_deadline()
-        parts = await self._candidates(request)
+        parts, reads = await self._candidates(request)
         queued = time.perf_counter()
         try:
             result: EngineAnswer = await asyncio.wait_for(
-                self.worker.run_question(lambda e: self._run(e, request, parts)), self.limits.timeout_s
+                self.worker.run_question(lambda e: self._run(e, request, parts, reads)), self.limits.timeout_s
             )
         except QueueFull as exc:
             raise self._refuse(request, ErrorCode.QUEUE_FULL, f"{exc}; retry later") from None
@@ -93,12 +95,21 @@ class QuestionService:
         )
 
     def _run(
-        self, engine: Engine, request: AskRequest, parts: list[tuple[str, VisualTokens]]
+        self,
+        engine: Engine,
+        request: AskRequest,
+        parts: list[tuple[str, RetainedTokens]],
+        reads: QuestionReads,
     ) -> EngineAnswer:
         request.check_deadline()  # it may have passed while the question waited for the model
-        return engine.answer(request.question, parts, request.budget)
+        layouts = [(s, r) for s, r in parts if isinstance(r, RetainedLayout)]
+        if len(layouts) == len(parts):  # the cached Lite path read only the layout (agent.kept_rows)
+            return answer_kept(engine, request.question, layouts, request.budget, reads, self.kept_rows)
+        return engine.answer(request.question, [(s, r.tokens) for s, r in parts], request.budget)
 
-    async def _candidates(self, request: AskRequest) -> list[tuple[str, VisualTokens]]:
+    async def _candidates(
+        self, request: AskRequest
+    ) -> tuple[list[tuple[str, RetainedTokens]], QuestionReads]:
         known = await self.streams()
         wanted = request.streams or known
         unknown = [s for s in wanted if s not in known]
@@ -110,8 +121,10 @@ class QuestionService:
             )
         since = request.since.timestamp() if request.since else None
         until = request.until.timestamp() if request.until else None
+        kept_only = self.worker.engine.caches is not None  # scores need no embeddings: read the layout
+        read = self.memory.read_layout if kept_only else self.memory.read
         try:
-            retained = await self.memory.read(wanted, since=since, until=until)
+            retained: dict[str, RetainedTokens] = dict(await read(wanted, since=since, until=until))
         except MemoryUnavailableError as exc:  # addresses and causes stay in the log, not in the reply
             logger.warning("question %s: %s", request.id, exc)
             raise self._refuse(
@@ -122,10 +135,11 @@ class QuestionService:
             raise self._refuse(
                 request, ErrorCode.INTERNAL, "reading the token memory failed (see the agent log)"
             ) from None
-        parts = [(s, retained[s].tokens) for s in wanted if s in retained and len(retained[s]) > 0]
+        parts = [(s, retained[s]) for s in wanted if s in retained and len(retained[s]) > 0]
         if not parts:
             window = "" if since is None and until is None else " in the asked time window"
             raise self._refuse(
                 request, ErrorCode.EMPTY_MEMORY, f"no video is remembered for {wanted}{window} yet"
             )
-        return parts
+        loop = asyncio.get_running_loop()
+        return parts, QuestionReads(self.memory, loop, wanted, since, until, self.limits.timeout_s)

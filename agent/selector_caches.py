@@ -204,6 +204,21 @@ class SelectorCaches:
         if not self._fits(len(retained)):
             return self._fresh(stream_id, retained, prompt)
         have, want = self._sync(stream_id, retained)
+        return self._gather(stream_id, have, want, prompt)
+
+    def synced_scores(self, stream_id: str, retained: VisualTokens, prompt: Prompt) -> torch.Tensor | None:
+        """`scores` from the rows' metadata alone (`retained` need not carry selector rows) when the cache
+        is in step with them after dropping the rows no longer retained; None when scoring needs the
+        selector rows (a rebuild, or fresh passes past `max_bytes`): the caller then reads them and calls
+        `scores`, which finds the drops already done. This lets a question read embeddings of only the
+        rows it keeps."""
+        if len(retained) == 0 or not self._fits(len(retained)):
+            return None
+        synced = self._drop_to(stream_id, retained)
+        return None if synced is None else self._gather(stream_id, *synced, prompt)
+
+    def _gather(self, stream_id: str, have: torch.Tensor, want: torch.Tensor, prompt: Prompt) -> torch.Tensor:
+        """The cache's scores for the rows coded `want`, the cached rows being coded `have`."""
         order = torch.argsort(have)
         position = order[torch.searchsorted(have[order], want)]  # cache row of each retained row
         scores = self.caches[stream_id].score(prompt)
@@ -235,20 +250,26 @@ class SelectorCaches:
         if not isinstance(retained, PairedTokens):
             raise SelectorError(f"stream {stream_id!r}: retained tokens carry no selector embeddings")
         cache = self.cache(stream_id)
-        stats = self.stats[stream_id]
         if len(retained) == 0:
             cache.clear()
             return torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64)
+        synced = self._drop_to(stream_id, retained)
+        return self._rebuild(stream_id, retained) if synced is None else synced
+
+    def _drop_to(self, stream_id: str, retained: VisualTokens) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Drop the cached rows `retained` lacks and return the codes of `_sync`; None (after the drops)
+        when the cache must be rebuilt: a retained row is missing, or a group lost too many rows."""
+        cache = self.cache(stream_id)
         have, want = self._codes(cache, retained)
         if not bool(torch.isin(want, have).all()):
-            return self._rebuild(stream_id, retained)
+            return None
         gone = ~torch.isin(have, want)
         if bool(gone.any()):
             cache.drop(torch.nonzero(gone).flatten())
-            stats.dropped += int(gone.sum())
+            self.stats[stream_id].dropped += int(gone.sum())
             have = have[~gone]  # the kept rows keep their order
         if self.dropped_share(stream_id) > self.rebuild_share:
-            return self._rebuild(stream_id, retained)
+            return None
         return have, want
 
     def dropped_share(self, stream_id: str) -> float:

@@ -12,7 +12,10 @@ and greedy decoding. Full prefill of all N tokens is the baseline where it fits.
 - `lite`: a fresh selector pass over the retained tokens per question (Qwen2.5-0.5B shapes for the 7B
   model, the tiny preset for the tiny one; random weights: speed does not depend on their values);
 - `lite-cached`: the selector's keys and values built once at ingest (`SelectorCache`, timed separately
-  as `ingest_ms`), so a question runs only its own tokens against them.
+  as `ingest_ms`), so a question runs only its own tokens against them. As in the agent
+  (`agent.kept_rows`), its read is the memory's layout (metadata, no embeddings: `read`) and, after
+  selection, the kept rows' embeddings (`read_rows`); every other method reads every retained token.
+  `read_mb` is what the memory read per question.
 
 Stage times are medians and p95 over the repeats. On a GPU use `--model qwen2.5-vl-7b` (random weights of
 the published shapes, bf16); on a CPU the tiny configuration runs smaller sizes and only the ratios mean
@@ -25,12 +28,14 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from agent.memory import MemoryConfig, RetentionConfig, open_memory
+from agent.memory import MemoryConfig, RetentionConfig, TokenMemory, open_memory
+from agent.memory.base import RetainedLayout
 from bench.report import environment, plot, table, write_json
 from flexselect.adapters import Qwen25VLAdapter, VideoLLMAdapter
 from flexselect.budget import select, selection_pays, top_k
@@ -140,10 +145,12 @@ def time_answer(
     cache: SelectorCache | None = None,
     *,
     full_when_cheaper: bool = False,
+    read_rows: Callable[[torch.Tensor], VisualTokens] | None = None,
 ) -> dict[str, float] | None:
     """Stage times (ms) of one answer, or None when the method does not fit (`lite` needs the selector,
     `lite-cached` its cache). With `full_when_cheaper`, `reference` answers over every token where
-    selection cannot pay (as the pipeline's option does) and marks the stages with `fallback`."""
+    selection cannot pay (as the pipeline's option does) and marks the stages with `fallback`. With
+    `read_rows`, `tokens` carry only the layout and `read_rows(keep)` gives the kept rows (`read_rows`)."""
     prompt = adapter.prompt(QUESTION)
     stages: dict[str, float] = {}
     keep = None
@@ -177,8 +184,14 @@ def time_answer(
         stages["select"] = (time.perf_counter() - start) * 1e3
     elif method == "full" and len(tokens) + 200 > adapter.max_positions:
         return None
+    kept_rows = None
+    if read_rows is not None:
+        assert keep is not None
+        start = time.perf_counter()
+        kept_rows = read_rows(keep)
+        stages["read_rows"] = (time.perf_counter() - start) * 1e3
     start = time.perf_counter()
-    seq = adapter.build_sequence(prompt, tokens, keep)
+    seq = adapter.build_sequence(prompt, tokens, keep, kept_rows=kept_rows)
     answer = adapter.generate(seq, max_new_tokens=new_tokens)
     stages["build"] = (time.perf_counter() - start) * 1e3 - sum(answer.timings_ms.values())
     stages["prefill"] = answer.timings_ms["prefill"]
@@ -231,8 +244,19 @@ def main() -> None:
             warm = 0 if method in warmed else 1  # the first run of a method warms its kernels up
             runs: list[dict[str, float]] = []
             for _ in range(repeats + warm):
+                bytes_before = asyncio.run(memory.stats()).bytes_read
                 start = time.perf_counter()
-                retained = asyncio.run(memory.read(["cam"]))["cam"].tokens
+                rows_of = None
+                if method == "lite-cached":  # the agent's kept-rows read: the layout, then the kept rows
+                    layout = asyncio.run(memory.read_layout(["cam"]))["cam"]
+                    retained = layout.tokens
+
+                    def rows_of(
+                        keep: torch.Tensor, memory: TokenMemory = memory, layout: RetainedLayout = layout
+                    ) -> VisualTokens:
+                        return asyncio.run(memory.read_rows(layout, keep))
+                else:
+                    retained = asyncio.run(memory.read(["cam"]))["cam"].tokens
                 read_ms = (time.perf_counter() - start) * 1e3
                 stages = time_answer(
                     adapter,
@@ -243,10 +267,12 @@ def main() -> None:
                     selector,
                     cache,
                     full_when_cheaper=True,
+                    read_rows=rows_of,
                 )
                 if stages is None:
                     break
-                runs.append({"read": read_ms, **stages})
+                read_mb = (asyncio.run(memory.stats()).bytes_read - bytes_before) / 1e6
+                runs.append({"read": read_ms + stages.pop("read_rows", 0.0), "read_mb": read_mb, **stages})
             if not runs:
                 rows.append({"tokens": n, "method": method, "note": "does not fit"})
                 continue
@@ -258,6 +284,7 @@ def main() -> None:
             ttft = [r["read"] + r.get("select", 0.0) + r["build"] + r["prefill"] for r in runs]
             total = [t + r["decode"] for t, r in zip(ttft, runs, strict=True)]
             row: dict[str, Any] = {"tokens": n, "method": method, "repeats": len(runs)}
+            row["read_mb"] = statistics.median(r.pop("read_mb") for r in runs)  # bytes read per question
             for k in runs[0]:
                 row[f"{k}_ms"] = statistics.median(r[k] for r in runs)
                 row[f"{k}_p95_ms"] = percentile([r[k] for r in runs], 0.95)
@@ -279,6 +306,7 @@ def main() -> None:
         "tokens",
         "method",
         "read_ms",
+        "read_mb",
         "select_ms",
         "prefill_ms",
         "decode_ms",

@@ -74,6 +74,21 @@ class RetainedTokens:
         return len(self.tokens)
 
 
+@dataclass
+class RetainedLayout(RetainedTokens):
+    """A stream's retained rows without their embeddings (`TokenMemory.read_layout`): `tokens` carry
+    zero-width embeddings, no deepstack and no selector rows; `read_rows` fetches chosen rows in full.
+
+    Attributes:
+        slot: (N,) int64 record of each row within its stored chunk when read (a hint: compaction moves
+            rows, and `read_rows` finds them by (chunk, row)).
+        selector_rows: whether the stream stores selector rows (`PairedTokens`).
+    """
+
+    slot: torch.Tensor
+    selector_rows: bool
+
+
 @dataclass(frozen=True)
 class StreamStats:
     """Sizes of one stream's retained memory.
@@ -111,6 +126,7 @@ class MemoryStats:
         dropped_chunks / dropped_tokens: buffered appends dropped because the buffer was full (this process).
         corrupt_entries: undecodable entries this process met and skipped, plus those the store recorded.
         foreign_keys: keys under the memory's prefix that it does not own (last scan).
+        bytes_read: bytes this process read from the store for `read`, `read_layout` and `read_rows`.
         streams: per-stream stats (all streams, or the one asked for).
     """
 
@@ -125,6 +141,7 @@ class MemoryStats:
     dropped_tokens: int = 0
     corrupt_entries: int = 0
     foreign_keys: int = 0
+    bytes_read: int = 0
     streams: dict[str, StreamStats] = field(default_factory=dict)
 
 
@@ -172,6 +189,26 @@ class TokenMemory(Protocol):
         Streams the memory does not know (or whose data is corrupt) are absent from the result.
 
         Raises:
+            MemoryUnavailableError: the backend is unreachable.
+        """
+        ...
+
+    async def read_layout(
+        self, stream_ids: Sequence[str], *, since: float | None = None, until: float | None = None
+    ) -> dict[str, RetainedLayout]:
+        """As `read`, without embeddings: each row's metadata and where it is stored (about 70 bytes a
+        row), so a question reads the embeddings of only the rows it keeps (`read_rows`).
+
+        Raises:
+            MemoryUnavailableError: the backend is unreachable.
+        """
+        ...
+
+    async def read_rows(self, layout: RetainedLayout, index: torch.Tensor) -> VisualTokens:
+        """Rows `index` of `layout` in that order, in full (embeddings and deepstack; no selector rows).
+
+        Raises:
+            RowsGoneError: a row was evicted since `layout` was read (read the layout again).
             MemoryUnavailableError: the backend is unreachable.
         """
         ...

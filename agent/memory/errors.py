@@ -4,6 +4,7 @@ TokenMemoryError
 ├── MemoryInputError (also ValueError)   a chunk, stream id or argument the memory cannot take
 ├── LayoutMismatchError                  a chunk whose dtype/width differs from what its stream holds
 ├── CorruptEntryError                    stored data that does not decode (reported and skipped by reads)
+├── RowsGoneError                        rows asked by `read_rows` were evicted since their layout was read
 ├── ConfigMismatchError                  a shared memory built with other structural knobs
 ├── MemoryUnavailableError               the backend cannot be reached now (the memory retries)
 ├── MemoryAuthError                      the backend refused the credentials (not retried at start)
@@ -27,6 +28,10 @@ class LayoutMismatchError(TokenMemoryError):
 
 class CorruptEntryError(TokenMemoryError):
     """Stored bytes or metadata that do not decode; reads log, count and skip them."""
+
+
+class RowsGoneError(TokenMemoryError):
+    """Rows asked for by `read_rows` are no longer retained (evicted after `read_layout`)."""
 
 
 class ConfigMismatchError(TokenMemoryError):

@@ -19,15 +19,23 @@ from agent.memory.base import (
     AppendStatus,
     MemoryState,
     MemoryStats,
+    RetainedLayout,
     RetainedTokens,
     StreamStats,
 )
 from agent.memory.chunk import check_stream_id, score_chunk
-from agent.memory.codec import Layout, decode_records
+from agent.memory.codec import META_DTYPE, Layout, decode_records
 from agent.memory.config import MemoryConfig
-from agent.memory.errors import CorruptEntryError, LayoutMismatchError, MemoryClosedError, TokenMemoryError
+from agent.memory.errors import (
+    CorruptEntryError,
+    LayoutMismatchError,
+    MemoryClosedError,
+    RowsGoneError,
+    TokenMemoryError,
+)
 from agent.memory.policy import StreamIndex, bucket_of, plan_global, plan_stream
 from agent.memory.rows import Rows, retained_tokens
+from agent.memory.rows_read import ENTRY_BYTES, meta_records, record_head, retained_layout, rows_in_process
 from agent.memory.scoring import FrameRef, newest_frame
 from agent.memory.snapshot import Snapshot, StreamSnapshot, load_snapshot, save_snapshot
 from flexselect.types import VisualTokens
@@ -126,6 +134,24 @@ class _Stream:
         chunk = torch.cat([torch.full((len(rows),), c, dtype=torch.int64) for c, rows in parts])
         return retained_tokens(stream_id, rows, chunk, since, until)
 
+    def read_layout(self, stream_id: str, since: float | None, until: float | None) -> RetainedLayout:
+        """`read` without embeddings: metadata records of the live rows, their chunks and slots."""
+        metas, chunks, slots = [np.empty(0, META_DTYPE)], [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+        for number, chunk in sorted(self.chunks.items()):
+            if not _overlaps(chunk.rows, since, until):
+                continue
+            slot = torch.nonzero(chunk.alive).flatten()
+            metas.append(meta_records(chunk.rows, slot))
+            chunks.append(np.full(len(slot), number, np.int64))
+            slots.append(slot.numpy())
+        meta, chunk, slot = (np.concatenate(a) for a in (metas, chunks, slots))
+        return retained_layout(stream_id, self.layout, meta, chunk, slot, since, until)
+
+    def stored(self, number: int) -> tuple[Rows, torch.Tensor] | None:
+        """Chunk `number`'s stored rows and alive mask (None if it is gone)."""
+        chunk = self.chunks.get(number)
+        return None if chunk is None else (chunk.rows, chunk.alive)
+
     def stats(self, stream_id: str, bucket_seconds: float) -> StreamStats:
         buckets, counts = np.unique(bucket_of(self.time_col, bucket_seconds), return_counts=True)
         return StreamStats(
@@ -163,6 +189,7 @@ class LocalTokenMemory:
         self._appended = 0
         self._evicted = 0
         self._corrupt = 0
+        self._bytes_read = 0
 
     @property
     def state(self) -> MemoryState:
@@ -255,11 +282,34 @@ class LocalTokenMemory:
         self, stream_ids: Sequence[str], *, since: float | None = None, until: float | None = None
     ) -> dict[str, RetainedTokens]:
         self._require_ready()
-        return {
+        out = {
             sid: self._streams[sid].read(sid, since, until)
             for sid in (check_stream_id(s) for s in stream_ids)
             if sid in self._streams
         }
+        self._bytes_read += sum(len(r) * self._streams[sid].layout.width for sid, r in out.items())
+        return out
+
+    async def read_layout(
+        self, stream_ids: Sequence[str], *, since: float | None = None, until: float | None = None
+    ) -> dict[str, RetainedLayout]:
+        self._require_ready()
+        out = {
+            sid: self._streams[sid].read_layout(sid, since, until)
+            for sid in (check_stream_id(s) for s in stream_ids)
+            if sid in self._streams
+        }
+        self._bytes_read += sum(len(r) for r in out.values()) * ENTRY_BYTES
+        return out
+
+    async def read_rows(self, layout: RetainedLayout, index: torch.Tensor) -> VisualTokens:
+        self._require_ready()
+        stream = self._streams.get(layout.stream_id)
+        if stream is None:
+            raise RowsGoneError(f"stream {layout.stream_id!r} was deleted since its layout was read")
+        tokens = rows_in_process(layout, index, stream.stored)
+        self._bytes_read += len(index) * record_head(stream.layout)
+        return tokens
 
     async def stats(self, stream_id: str | None = None) -> MemoryStats:
         chosen = (
@@ -273,6 +323,7 @@ class LocalTokenMemory:
             appended=self._appended,
             evicted=self._evicted,
             corrupt_entries=self._corrupt,
+            bytes_read=self._bytes_read,
             streams=per,
         )
 

@@ -34,6 +34,7 @@ from agent.memory.base import (
     AppendStatus,
     MemoryState,
     MemoryStats,
+    RetainedLayout,
     RetainedTokens,
     StreamStats,
 )
@@ -47,11 +48,22 @@ from agent.memory.errors import (
     MemoryAuthError,
     MemoryClosedError,
     MemoryUnavailableError,
+    RowsGoneError,
     TokenMemoryError,
 )
 from agent.memory.pending import EncodedChunk, PendingBuffer
 from agent.memory.redis_scripts import APPEND, CHUNKS_IN_RANGE, DELETE
 from agent.memory.rows import Rows, retained_tokens
+from agent.memory.rows_read import (
+    KEPT_ROWS,
+    KEPT_ROWS_PER_CALL,
+    LAYOUT_IN_RANGE,
+    decode_entries,
+    full_rows,
+    record_head,
+    requests,
+)
+from agent.memory.rows_read import retained_layout as layout_of_entries
 from agent.memory.scoring import FrameRef, newest_frame
 from flexselect.types import VisualTokens
 
@@ -119,6 +131,7 @@ class RedisTokenMemory:
         self._reported: set[str] = set()
         self._foreign = 0
         self._readers = asyncio.Semaphore(1)
+        self._bytes_read = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -150,7 +163,13 @@ class RedisTokenMemory:
         self._readers = asyncio.Semaphore(max(1, self._link.max_connections // 2))
         self._scripts = {
             name: self._client.register_script(src)
-            for name, src in (("append", APPEND), ("delete", DELETE), ("range", CHUNKS_IN_RANGE))
+            for name, src in (
+                ("append", APPEND),
+                ("delete", DELETE),
+                ("range", CHUNKS_IN_RANGE),
+                ("layout", LAYOUT_IN_RANGE),
+                ("rows", KEPT_ROWS),
+            )
         }
         self._state = MemoryState.UNAVAILABLE
         try:
@@ -478,6 +497,7 @@ class RedisTokenMemory:
                 pipe.mget([self._skey(stream_id, f"d:{c}") for c in page])
                 pipe.mget([self._skey(stream_id, f"x:{c}") for c in page])
                 blobs, deads = await self._io(pipe.execute())
+            self._bytes_read += sum(len(b) for b in (*blobs, *deads) if b is not None)
             for chunk, blob, dead in zip(page, blobs, deads, strict=True):
                 if blob is None:
                     continue  # dropped after the range query
@@ -525,6 +545,67 @@ class RedisTokenMemory:
             )
         rows, numbers = fetched
         return retained_tokens(stream_id, rows, numbers, since, until)
+
+    async def read_layout(
+        self, stream_ids: Sequence[str], *, since: float | None = None, until: float | None = None
+    ) -> dict[str, RetainedLayout]:
+        self._require_ready()
+        out: dict[str, RetainedLayout] = {}
+        for stream_id in stream_ids:
+            check_stream_id(stream_id)
+            try:
+                async with self._readers:
+                    layout = await self._layout(stream_id)
+                    if layout is not None:
+                        out[stream_id] = await self._read_layout(stream_id, layout, since, until)
+            except CorruptEntryError as exc:
+                self._report(f"stream {stream_id!r}", exc)
+        return out
+
+    async def _read_layout(
+        self, stream_id: str, layout: Layout, since: float | None, until: float | None
+    ) -> RetainedLayout:
+        low = "-inf" if since is None else repr(float(since))
+        high = "+inf" if until is None else repr(float(until))
+        args = [self._prefix, stream_id, low, high, layout.width]
+        reply = await self._io(self._scripts["layout"](args=args))
+        self._bytes_read += sum(len(part) for part in reply)
+        metas, chunks, slots = [], [], []
+        for chunk, entries in zip(reply[0::2], reply[1::2], strict=True):
+            if entries[:1] == b"c":
+                self._report(f"chunk {_text(chunk)} of stream {stream_id!r}", CorruptEntryError("bad chunk"))
+            if entries[:1] != b"o":
+                continue  # gone after the range query, or corrupt
+            meta, slot = decode_entries(memoryview(entries)[1:])
+            metas.append(meta)
+            slots.append(slot)
+            chunks.append(np.full(len(slot), int(_text(chunk), 16), dtype=np.int64))
+        if not metas:
+            meta, slot = decode_entries(b"")
+            return layout_of_entries(stream_id, layout, meta, slot, slot, since, until)
+        meta, chunk, slot = (np.concatenate(a) for a in (metas, chunks, slots))
+        return layout_of_entries(stream_id, layout, meta, chunk, slot, since, until)
+
+    async def read_rows(self, layout: RetainedLayout, index: torch.Tensor) -> VisualTokens:
+        self._require_ready()
+        stored = await self._layout(layout.stream_id)
+        if stored is None:
+            raise RowsGoneError(f"stream {layout.stream_id!r} was deleted since its layout was read")
+        step = KEPT_ROWS_PER_CALL
+        parts: list[bytes] = []
+        for start in range(0, len(index), step):
+            part = index[start : start + step]
+            args = [self._prefix, layout.stream_id, stored.width, record_head(stored), requests(layout, part)]
+            async with self._readers:
+                status, payload = await self._io(self._scripts["rows"](args=args))
+            if status == b"gone":
+                raise RowsGoneError(
+                    f"row {int(part[int(payload)])} of stream {layout.stream_id!r} was evicted since its "
+                    "layout was read; read the layout again"
+                )
+            self._bytes_read += len(payload)
+            parts.append(payload)
+        return full_rows(layout, index, b"".join(parts), stored)
 
     # -- stats, streams, delete ------------------------------------------------------------------------
 
@@ -581,6 +662,7 @@ class RedisTokenMemory:
             "pending_tokens": self._pending.tokens,
             "dropped_chunks": self._pending.dropped_chunks,
             "dropped_tokens": self._pending.dropped_tokens,
+            "bytes_read": self._bytes_read,
         }
         if self._state is not MemoryState.READY or self._client is None:
             return MemoryStats(

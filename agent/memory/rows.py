@@ -50,15 +50,8 @@ def retained_tokens(
     stream_id: str, rows: Rows, chunk: torch.Tensor, since: float | None, until: float | None
 ) -> RetainedTokens:
     """The rows with `since <= time <= until`, sorted by (time, chunk, row)."""
-    time = rows.tokens.time.numpy()
-    keep = np.ones(time.shape[0], dtype=bool)
-    if since is not None:
-        keep &= time >= since
-    if until is not None:
-        keep &= time <= until
-    picked = np.flatnonzero(keep)
-    order = picked[np.lexsort((rows.row.numpy()[picked], chunk.numpy()[picked], time[picked]))]
-    if order.shape[0] != time.shape[0] or np.any(order != np.arange(order.shape[0])):
+    order = time_order(rows.tokens.time.numpy(), chunk.numpy(), rows.row.numpy(), since, until)
+    if order is not None:
         index = torch.from_numpy(order)
         rows, chunk = rows.select(index), chunk[index]  # copies; skipped when already in order
     return RetainedTokens(
@@ -70,3 +63,20 @@ def retained_tokens(
         chunk=chunk,
         row=rows.row,
     )
+
+
+def time_order(
+    time: np.ndarray, chunk: np.ndarray, row: np.ndarray, since: float | None, until: float | None
+) -> np.ndarray | None:
+    """Positions of the rows with `since <= time <= until` sorted by (time, chunk, row); None when that
+    is every row in its present order (the order every read returns, with or without embeddings)."""
+    keep = np.ones(time.shape[0], dtype=bool)
+    if since is not None:
+        keep &= time >= since
+    if until is not None:
+        keep &= time <= until
+    picked = np.flatnonzero(keep)
+    order = picked[np.lexsort((row[picked], chunk[picked], time[picked]))]
+    if order.shape[0] != time.shape[0] or np.any(order != np.arange(order.shape[0])):
+        return order
+    return None

@@ -267,13 +267,19 @@ class VideoLLMAdapter(ABC):
         keep: torch.Tensor | None = None,
         *,
         compact: bool = False,
+        kept_rows: VisualTokens | None = None,
     ) -> Sequence:
         """`[prefix | tokens[keep] | suffix]` with positions of the full span, gathered for `keep`.
 
         Positions are computed on all of `tokens` and then gathered, so kept tokens keep their original
         positions and the suffix keeps its place after the whole span. If that would exceed the model's
-        position range, the kept tokens are renumbered compactly instead.
+        position range, the kept tokens are renumbered compactly instead. With `kept_rows` (the rows
+        `keep` in full), `tokens` need carry only the span's metadata: the embeddings and deepstack come
+        from `kept_rows`, so a caller reads the embeddings of only the rows it keeps.
         """
+        if kept_rows is not None and (keep is None or len(kept_rows) != len(keep)):
+            raise AdapterError("kept_rows needs `keep` and one row per kept index")
+        source, index = (tokens, keep) if kept_rows is None else (kept_rows, None)
         p, t = len(prompt.prefix_ids), len(prompt.suffix_ids)
         offsets, extent = self.visual_positions(tokens, compact=compact)
         kept = layout_rows(tokens, keep)  # the embeddings go to the device on their own (gather_rows)
@@ -289,7 +295,7 @@ class VideoLLMAdapter(ABC):
         embeds = torch.cat(
             [
                 self.embed_ids(prompt.prefix_ids),
-                gather_rows(tokens.embeds, keep, self.device, self.model.dtype),
+                gather_rows(source.embeds, index, self.device, self.model.dtype),
                 self.embed_ids(prompt.suffix_ids),
             ]
         )[None]
@@ -297,9 +303,9 @@ class VideoLLMAdapter(ABC):
         visual_mask = torch.zeros(1, s, dtype=torch.bool, device=self.device)
         visual_mask[0, p : p + len(kept)] = kept.kind.to(self.device) == TokenKind.PATCH
         deepstack = None
-        if tokens.deepstack is not None:
+        if source.deepstack is not None:
             patch = kept.kind == TokenKind.PATCH
-            levels = tokens.deepstack if keep is None else tokens.deepstack[:, keep]
+            levels = source.deepstack if index is None else source.deepstack[:, index]
             deepstack = levels[:, patch].to(self.device, self.model.dtype)
         return Sequence(
             inputs_embeds=embeds,
