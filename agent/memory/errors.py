@@ -5,6 +5,7 @@ TokenMemoryError
 ├── LayoutMismatchError                  a chunk whose dtype/width differs from what its stream holds
 ├── CorruptEntryError                    stored data that does not decode (reported and skipped by reads)
 ├── ConfigMismatchError                  a shared memory built with other structural knobs
+├── FencedError                         an append by an agent whose stream lease has passed to another
 ├── MemoryUnavailableError               the backend cannot be reached now (the memory retries)
 ├── MemoryAuthError                      the backend refused the credentials (not retried at start)
 └── MemoryClosedError                    use before `connect()` or after `close()`
@@ -31,6 +32,10 @@ class CorruptEntryError(TokenMemoryError):
 
 class ConfigMismatchError(TokenMemoryError):
     """The shared memory was built with other structural knobs (bucket, floor, recent window)."""
+
+
+class FencedError(TokenMemoryError):
+    """A fenced append refused: the stream's lease no longer holds this writer's token (agent.cluster)."""
 
 
 class MemoryUnavailableError(TokenMemoryError):
