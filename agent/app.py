@@ -6,9 +6,11 @@ Start order (each step needs the ones before it):
     3. token memory     8. command dispatcher (MQTT questions and watch commands)
     4. model worker     9. one ingest task per stream, status publisher
     5. MQTT link
-Stop (SIGTERM, or the end of `run_until`): ingest stops first, questions in flight get up to
-`shutdown_timeout_s` to finish (new ones are refused with `shutting_down`), `stopped` is published,
-the memory is flushed and closed.
+With `cluster.enabled`, step 9 is a `ClusterMember` instead: it ingests the streams whose leases it holds,
+and questions come through a shared subscription (agent/cluster, docs/cluster.md).
+Stop (SIGTERM, or the end of `run_until`): ingest stops first (a clustered agent releases its leases),
+questions in flight get up to `shutdown_timeout_s` to finish (new ones are refused with `shutting_down`),
+`stopped` is published, the memory is flushed and closed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.cluster.member import ClusterMember
 from agent.config import AgentConfig, StreamSection
 from agent.engine import Engine, EngineAnswer
 from agent.homeassistant import HomeAssistant
@@ -92,6 +95,7 @@ class AgentApp:
         self.pictures: Pictures | None = None
         self.events = EventLog()
         self.homeassistant: HomeAssistant | None = None
+        self.cluster: ClusterMember | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -108,7 +112,7 @@ class AgentApp:
             if self.homeassistant is not None:
                 await self.homeassistant.announce([s.id for s in self.config.streams], self.watches.specs())
             dispatcher = asyncio.create_task(self._dispatch(), name="dispatcher")
-            tasks = [self._start_ingest(s, adapter) for s in self.config.streams]
+            tasks = await self._start_streams(adapter)
             status = asyncio.create_task(self._status_loop(), name="status")
             self.ready.set()
             http = f"http://{self.http.host}:{self.http.port}" if self.http else "off"
@@ -137,7 +141,9 @@ class AgentApp:
                 max_consecutive=q.max_consecutive,
             )
         )
-        self.link = MqttLink(self.config.mqtt)
+        group = self.config.cluster.share_group
+        topics = self.config.cluster.enabled and MqttLink(self.config.mqtt).topics.cluster_commands(group)
+        self.link = MqttLink(self.config.mqtt, subscriptions=topics or None)
         await self.link.__aenter__()
         stack.push_async_callback(self.link.close, stopped=False)  # a crash leaves `offline`
         self.questions = QuestionService(
@@ -170,6 +176,8 @@ class AgentApp:
         self, ingest: list[asyncio.Task[None]], dispatcher: asyncio.Task[None], status: asyncio.Task[None]
     ) -> None:
         logger.info("stopping: ingest first, then questions (up to %.0f s)", self.config.shutdown_timeout_s)
+        if self.cluster is not None:
+            await self.cluster.handover()
         for task in ingest:
             task.cancel()
         await asyncio.gather(*ingest, return_exceptions=True)
@@ -181,9 +189,31 @@ class AgentApp:
             task.cancel()
         await asyncio.gather(*self._inflight, dispatcher, status, *self._background, return_exceptions=True)
         await self._publish_statuses()
+        if self.cluster is not None:
+            await self.cluster.leave()
         await self.link.close(stopped=True)
 
     # ----------------------------------------------------------------------------------------- ingest
+    async def _start_streams(self, adapter: VideoLLMAdapter) -> list[asyncio.Task[None]]:
+        """Ingest every configured stream, or (clustered) join the cluster, which ingests its leased ones."""
+        if not self.config.cluster.enabled:
+            return [self._start_ingest(s, adapter) for s in self.config.streams]
+        from agent.memory.redis import RedisTokenMemory
+
+        assert isinstance(self.memory, RedisTokenMemory) and self.link is not None
+        link = self.link
+        self.cluster = ClusterMember(
+            self.config.cluster,
+            self.memory,
+            start_ingest=lambda section: self._start_ingest(section, adapter),
+            stop_ingest=lambda stream: self.ingests.pop(stream, None) and None,
+            on_adopted=self._on_ask_journaled,
+            publish_status=lambda s: link.publish(link.topics.cluster_status, s.payload(), retain=True),
+            metrics=self.metrics.registry,
+        )
+        await self.cluster.start(list(self.config.streams))
+        return []
+
     def _start_ingest(self, section: StreamSection, adapter: VideoLLMAdapter) -> asyncio.Task[None]:
         assert self.worker is not None and self.memory is not None
         ingest = StreamIngest(
@@ -260,7 +290,8 @@ class AgentApp:
         if self.memory.state == MemoryState.READY:
             with contextlib.suppress(TokenMemoryError):  # lost meanwhile: the read answers memory_unavailable
                 remembered = await self.memory.streams()
-        return sorted({*self.ingests, *remembered})
+        shared = list(self.cluster.streams) if self.cluster is not None else []
+        return sorted({*self.ingests, *remembered, *shared})
 
     def _standing_prompts(self) -> list[str]:
         return [*self.config.ingest.standing_prompts, *self.watches.questions()]
@@ -270,11 +301,15 @@ class AgentApp:
         assert self.link is not None
         topics = self.link.topics
         handlers = {
-            "ask": self._on_ask,
+            "ask": self._on_ask if self.cluster is None else self._on_ask_journaled,
             "watch/add": self._on_watch_add,
             "watch/remove": self._on_watch_remove,
         }
+        cluster_topics = (topics.cluster_stream_add, topics.cluster_stream_remove) if self.cluster else ()
         async for message in self.link.messages():
+            if message.topic in cluster_topics:
+                await self._on_cluster_stream(message)
+                continue
             command = topics.command_of(message.topic)
             if command is None:
                 continue
@@ -288,7 +323,18 @@ class AgentApp:
             except Exception:  # a handler bug must not stop the dispatcher
                 logger.exception("handling a message on %s failed", message.topic)
 
-    async def _on_ask(self, message: IncomingMessage) -> None:
+    async def _on_ask_journaled(self, message: IncomingMessage) -> None:
+        """A clustered agent journals a question before anything else: a survivor answers it if we die."""
+        assert self.cluster is not None
+        journal = self.cluster.journal
+        entry = await journal.add(message)
+        task = await self._on_ask(message)
+        if task is None:  # refused at once, the reply is out
+            await journal.remove(entry)
+        else:
+            task.add_done_callback(lambda _: self._spawn(journal.remove(entry)))
+
+    async def _on_ask(self, message: IncomingMessage) -> asyncio.Task[None] | None:
         assert self.link is not None and self.questions is not None
         try:
             request = parse_ask(
@@ -300,7 +346,7 @@ class AgentApp:
             )
         except RequestError as exc:
             await self._refuse(exc, message)
-            return
+            return None
         if len(self._inflight) >= self.config.questions.queue_size:
             error = RequestError(
                 ErrorCode.QUEUE_FULL,
@@ -309,10 +355,11 @@ class AgentApp:
                 reply_to=request.reply_to,
             )
             await self._refuse(error, message)
-            return
+            return None
         task = asyncio.create_task(self._answer(request, message), name=f"ask-{request.id}")
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        return task
 
     async def ask(self, request: AskRequest) -> AnswerMessage:
         """Answer a request from the HTTP API like one from MQTT (same queue limit, same errors)."""
@@ -424,6 +471,15 @@ class AgentApp:
         if self.homeassistant is not None:
             await self.homeassistant.watch_added(spec)
 
+    async def _on_cluster_stream(self, message: IncomingMessage) -> None:
+        assert self.cluster is not None
+        try:
+            await self.cluster.command(message.topic, message.payload)
+        except ValueError as exc:
+            await self._refuse(RequestError(ErrorCode.INVALID_REQUEST, str(exc)), message)
+        except Exception:  # a Redis error must not stop the dispatcher
+            logger.exception("cluster command on %s failed", message.topic)
+
     async def _on_watch_remove(self, message: IncomingMessage) -> None:
         assert self.link is not None
         try:
@@ -464,7 +520,10 @@ class AgentApp:
         assert self.link is not None and self.memory is not None
         if self.link.state in (LinkState.STOPPED, LinkState.NEW):
             return
-        health = self.ingests[stream_id].health
+        ingest = self.ingests.get(stream_id)
+        if ingest is None:  # handed over meanwhile
+            return
+        health = ingest.health
         stats = (await self.memory.stats(stream_id)).streams.get(stream_id)
         tokens, nbytes = (stats.tokens, stats.bytes) if stats else (0, 0)
         now = time.time()

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "agent.commands.bench",
     "agent.commands.eval",
     "agent.commands.selector",
+    "agent.commands.cluster",
 )
 
 

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.cluster.config import ClusterConfig
 from agent.config_checks import check_stream_uri, is_loopback, literal_uri_credentials
 from agent.homeassistant import HomeAssistantSection
 from agent.memory.config import MemoryConfig
@@ -184,6 +185,7 @@ class AgentConfig(_Section):
     pictures: PicturesConfig = Field(default_factory=PicturesConfig)
     homeassistant: HomeAssistantSection = Field(default_factory=HomeAssistantSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, title="Sharing with other agents (off)")
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600, title="SIGTERM: longest wait for questions")
 
     @model_validator(mode="after")
@@ -192,6 +194,8 @@ class AgentConfig(_Section):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"stream ids must be unique; repeated: {', '.join(duplicates)}")
+        if self.cluster.enabled and self.memory.backend != "redis":
+            raise ValueError("cluster.enabled needs memory.backend: redis (the agents share the memory)")
         for watch in self.watches:
             unknown = sorted(set(watch.streams or []) - set(ids))
             if unknown:

@@ -15,6 +15,7 @@ from agent.memory.config import MemoryConfig, RedisConfig, RetentionConfig
 from agent.memory.errors import (
     ConfigMismatchError,
     CorruptEntryError,
+    FencedError,
     LayoutMismatchError,
     MemoryAuthError,
     MemoryClosedError,
@@ -29,6 +30,7 @@ __all__ = [
     "AppendStatus",
     "ConfigMismatchError",
     "CorruptEntryError",
+    "FencedError",
     "LayoutMismatchError",
     "MemoryAuthError",
     "MemoryClosedError",

@@ -119,6 +119,7 @@ class RedisConfig(_Model):
         le=10_000,
         title="Redis connections at most; a call waits for a free one (reads may hold at most half)",
     )
+    cluster: bool = Field(False, title="The URL names a Redis Cluster node (keys hash-tagged per stream)")
 
     @field_validator("url")
     @classmethod

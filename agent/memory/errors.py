@@ -6,6 +6,7 @@ TokenMemoryError
 ├── CorruptEntryError                    stored data that does not decode (reported and skipped by reads)
 ├── RowsGoneError                        rows asked by `read_rows` were evicted since their layout was read
 ├── ConfigMismatchError                  a shared memory built with other structural knobs
+├── FencedError                         an append by an agent whose stream lease has passed to another
 ├── MemoryUnavailableError               the backend cannot be reached now (the memory retries)
 ├── MemoryAuthError                      the backend refused the credentials (not retried at start)
 └── MemoryClosedError                    use before `connect()` or after `close()`
@@ -36,6 +37,10 @@ class RowsGoneError(TokenMemoryError):
 
 class ConfigMismatchError(TokenMemoryError):
     """The shared memory was built with other structural knobs (bucket, floor, recent window)."""
+
+
+class FencedError(TokenMemoryError):
+    """A fenced append refused: the stream's lease no longer holds this writer's token (agent.cluster)."""
 
 
 class MemoryUnavailableError(TokenMemoryError):

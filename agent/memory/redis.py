@@ -6,6 +6,9 @@ processes never see a budget exceeded or a partial chunk.
 While Redis is unreachable the memory is UNAVAILABLE: appends go to a bounded pending buffer (oldest dropped
 and counted when full), reads raise `MemoryUnavailableError`, and a background task reconnects with
 exponential back-off, then flushes the buffer in order.
+With `redis.cluster` the client is a `RedisCluster` and every key of a stream is hash-tagged (`KeyLayout`);
+with a fencing token set for a stream (`set_fence`, by `agent.cluster`), the append script refuses the chunk
+unless the stream's lease still holds that token.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import redis.asyncio as aioredis
 import torch
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
+from redis.exceptions import AuthenticationError, AuthorizationError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -44,6 +47,7 @@ from agent.memory.config import MemoryConfig, RedisConfig
 from agent.memory.errors import (
     ConfigMismatchError,
     CorruptEntryError,
+    FencedError,
     LayoutMismatchError,
     MemoryAuthError,
     MemoryClosedError,
@@ -52,7 +56,7 @@ from agent.memory.errors import (
     TokenMemoryError,
 )
 from agent.memory.pending import EncodedChunk, PendingBuffer
-from agent.memory.redis_scripts import APPEND, CHUNKS_IN_RANGE, DELETE
+from agent.memory.redis_scripts import APPEND, CHUNKS_IN_RANGE, DELETE, KeyLayout
 from agent.memory.rows import Rows, retained_tokens
 from agent.memory.rows_read import (
     KEPT_ROWS,
@@ -72,8 +76,11 @@ logger = logging.getLogger(__name__)
 SCHEMA = "fsa-memory/1"
 _T = TypeVar("_T")
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
-_STREAM_KEY = re.compile(r"^s:(?P<id>[^:]+):(?:m|k|n|u|cu|c0|c1|r|c|fb|b|f:-?\d+|[dx]:[0-9a-f]{10})$")
-_OWN_KEY = re.compile(r"^(?:g|streams|gc|config|tmp:(?:[0-9a-f]{32}|compact))$")
+_STREAM_KEY = re.compile(
+    r"^s:(?:\{(?P<tagged>[^:{}]+)\}|(?P<id>[^:{}]+))"
+    r":(?:m|k|n|u|cu|c0|c1|r|c|fb|b|f:-?\d+|[dx]:[0-9a-f]{10}|lease|epoch|g|streams|gc|tmpc|tmp:[0-9a-f]{32})$"
+)
+_OWN_KEY = re.compile(r"^(?:g|streams|gc|config|tmp:(?:[0-9a-f]{32}|compact)|cluster:.+)$")
 _MAX_REPORTED = 10_000  # distinct corrupt entries remembered so that each is counted once
 _TMP_TTL_MS = 600_000  # a chunk parked for its append script expires if the script never ran
 
@@ -115,6 +122,8 @@ class RedisTokenMemory:
         self._retention = config.retention
         self._link = config.redis
         self._prefix = config.redis.key_prefix
+        self.keys = KeyLayout(config.redis.key_prefix, cluster=config.redis.cluster)
+        self._fences: dict[str, str] = {}
         self._state = MemoryState.CLOSED
         self._last_error: str | None = None
         self._client: aioredis.Redis | None = None
@@ -151,15 +160,20 @@ class RedisTokenMemory:
         """
         if self._state is not MemoryState.CLOSED:
             raise TokenMemoryError("the memory is already connected; a memory is not reentrant")
-        # A bounded pool that waits for a free connection, and reads holding at most half of it: a flood of
-        # questions or watches queues here instead of failing with "Too many connections".
-        pool = aioredis.BlockingConnectionPool.from_url(
-            self._link.url,
-            max_connections=self._link.max_connections,
-            timeout=self._link.op_timeout_s,
-            **client_kwargs(self._link),
-        )
-        self._client = aioredis.Redis.from_pool(pool)
+        if self._link.cluster:  # the cluster client keeps a pool per node (bounded by max_connections)
+            self._client = aioredis.RedisCluster.from_url(
+                self._link.url, max_connections=self._link.max_connections, **client_kwargs(self._link)
+            )
+        else:
+            # A bounded pool that waits for a free connection, and reads holding at most half of it: a flood
+            # of questions or watches queues here instead of failing with "Too many connections".
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self._link.url,
+                max_connections=self._link.max_connections,
+                timeout=self._link.op_timeout_s,
+                **client_kwargs(self._link),
+            )
+            self._client = aioredis.Redis.from_pool(pool)
         self._readers = asyncio.Semaphore(max(1, self._link.max_connections // 2))
         self._scripts = {
             name: self._client.register_script(src)
@@ -223,12 +237,44 @@ class RedisTokenMemory:
         return ":".join((self._prefix, *parts))
 
     def _skey(self, stream_id: str, suffix: str) -> str:
-        return self._key("s", stream_id, suffix)
+        return self.keys.skey(stream_id, suffix)
+
+    @property
+    def client(self) -> aioredis.Redis | aioredis.RedisCluster:
+        """The connected client (for `agent.cluster`, which keeps its leases beside the memory)."""
+        if self._client is None:
+            raise MemoryClosedError("the Redis memory is not connected; use `async with` or connect()")
+        return self._client
+
+    def set_fence(self, stream_id: str, token: int | None) -> None:
+        """Fence the stream's appends with a lease's token (None: unfenced); a stale token is refused."""
+        if token is None:
+            self._fences.pop(stream_id, None)
+        else:
+            self._fences[stream_id] = str(int(token))
+            self._frames.pop(stream_id, None)  # a new owner continues from the newest stored frame
+
+    async def _call(self, name: str, stream_id: str, args: list[Any]) -> Any:
+        """Run one of the memory's scripts on the stream's keys (loading it again after a failover)."""
+        script = self._scripts[name]
+        keys = self.keys.script_keys(stream_id)
+        try:
+            return await self._io(script(keys=keys, args=args))
+        except NoScriptError:
+            await self._load_scripts()
+            return await self._io(script(keys=keys, args=args))
+
+    async def _load_scripts(self) -> None:
+        """SCRIPT LOAD every script (on every primary of a cluster), so EVALSHA in a MULTI finds them."""
+        assert self._client is not None
+        for script in self._scripts.values():
+            await self._io(self._client.script_load(script.script))
 
     async def _handshake(self) -> None:
         """Ping, check the shared config, scan for foreign keys, enforce budgets, then flush the buffer."""
         assert self._client is not None
         await self._io(self._client.ping())
+        await self._load_scripts()
         await self._check_config()
         self._foreign = await self._scan_foreign()
         for stream_id in await self._stream_ids():
@@ -260,17 +306,20 @@ class RedisTokenMemory:
         assert self._client is not None
         foreign = 0
         head = f"{self._prefix}:"
-        cursor = None
-        while cursor != 0:
-            cursor, names = await self._io(self._client.scan(cursor or 0, match=f"{head}*", count=1000))
-            for raw in names:
-                name = _text(raw)[len(head) :]
-                stream = _STREAM_KEY.match(name)
-                if _OWN_KEY.match(name) or (stream is not None and STREAM_ID.match(stream["id"])):
-                    continue
-                foreign += 1
-                logger.warning("foreign key %r under the memory prefix; skipped", _text(raw))
+        for raw in await self._io(self._scan(f"{head}*")):
+            name = _text(raw)[len(head) :]
+            stream = _STREAM_KEY.match(name)
+            sid = stream and (stream["tagged"] or stream["id"])
+            if _OWN_KEY.match(name) or (sid and STREAM_ID.match(sid)):
+                continue
+            foreign += 1
+            logger.warning("foreign key %r under the memory prefix; skipped", _text(raw))
         return foreign
+
+    async def _scan(self, match: str) -> list[bytes]:
+        """Every key matching `match` (on every primary of a cluster)."""
+        assert self._client is not None
+        return [raw async for raw in self._client.scan_iter(match=match, count=1000)]
 
     # -- errors and reconnection -----------------------------------------------------------------------
 
@@ -296,6 +345,8 @@ class RedisTokenMemory:
     @staticmethod
     def _translate(exc: ResponseError) -> TokenMemoryError:
         text = str(exc)
+        if "FSAMEM_FENCED" in text:
+            return FencedError(text.split("FSAMEM_FENCED", 1)[-1].strip())
         if "FSAMEM_LAYOUT" in text:
             return LayoutMismatchError(text)
         if "FSAMEM_CORRUPT" in text or text.startswith("WRONGTYPE"):
@@ -419,18 +470,27 @@ class RedisTokenMemory:
             cfg.floor_tokens_per_bucket,
             repr(cfg.recent_seconds),
             repr(self._config.compact_fraction),
+            self._fences.get(stream_id, "") if item else "",
         ]
         script = self._scripts["append"]
         if item is None:
-            return await self._io(script(args=args))
+            return await self._call("append", stream_id, args)
+        keys = self.keys.script_keys(stream_id, item.uid)
 
         async def transaction() -> list[Any]:
             async with self._client.pipeline(transaction=True) as pipe:  # type: ignore[union-attr]
-                pipe.set(self._key("tmp", item.uid), item.blob, px=_TMP_TTL_MS)
-                await script(args=args, client=pipe)
+                pipe.set(keys[4], item.blob, px=_TMP_TTL_MS)
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
                 return (await pipe.execute())[1]
 
-        return await self._io(transaction())
+        try:
+            reply = await self._io(transaction())
+        except NoScriptError:
+            await self._load_scripts()
+            reply = await self._io(transaction())
+        if self.keys.cluster and reply[0] == b"ok":
+            await self._io(self._client.sadd(self._key("streams"), stream_id))  # type: ignore[union-attr]
+        return reply
 
     async def _flush(self) -> None:
         """Store the buffered appends in arrival order; stops (keeping the rest) if Redis goes away again."""
@@ -494,8 +554,9 @@ class RedisTokenMemory:
         for start in range(0, len(chunks), step):
             page = chunks[start : start + step]
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.mget([self._skey(stream_id, f"d:{c}") for c in page])
-                pipe.mget([self._skey(stream_id, f"x:{c}") for c in page])
+                # MGET by name: a cluster pipeline blocks `mget()`, though one slot's keys are fine
+                pipe.execute_command("MGET", *[self._skey(stream_id, f"d:{c}") for c in page])
+                pipe.execute_command("MGET", *[self._skey(stream_id, f"x:{c}") for c in page])
                 blobs, deads = await self._io(pipe.execute())
             self._bytes_read += sum(len(b) for b in (*blobs, *deads) if b is not None)
             for chunk, blob, dead in zip(page, blobs, deads, strict=True):
@@ -537,7 +598,7 @@ class RedisTokenMemory:
             return None
         low = "-inf" if since is None else repr(float(since))
         high = "+inf" if until is None else repr(float(until))
-        chunks = await self._io(self._scripts["range"](args=[self._prefix, stream_id, low, high]))
+        chunks = await self._call("range", stream_id, [self._prefix, stream_id, low, high])
         fetched = await self._fetch(stream_id, layout, [_text(c) for c in chunks])
         if fetched is None:
             return retained_tokens(
@@ -669,9 +730,7 @@ class RedisTokenMemory:
                 state=self._state, corrupt_entries=self._corrupt, foreign_keys=self._foreign, **local
             )
         try:
-            totals = {
-                _text(k): int(v) for k, v in (await self._io(self._client.hgetall(self._key("g")))).items()
-            }
+            totals = await self._totals()
             per: dict[str, StreamStats] = {}
             for sid in [stream_id] if stream_id is not None else await self._stream_ids():
                 try:
@@ -695,9 +754,22 @@ class RedisTokenMemory:
             **local,
         )
 
+    async def _totals(self) -> dict[str, int]:
+        """The global counters; on a cluster each stream keeps its own, summed here."""
+        assert self._client is not None
+        names = [self.keys.script_keys(s)[1] for s in await self._stream_ids()] if self.keys.cluster else []
+        totals: dict[str, int] = {}
+        for name in names or [self._key("g")]:
+            for k, v in (await self._io(self._client.hgetall(name))).items():
+                totals[_text(k)] = totals.get(_text(k), 0) + int(v)
+        return totals
+
     async def delete(self, stream_id: str) -> bool:
         self._require_ready()
         check_stream_id(stream_id)
         self._frames.pop(stream_id, None)
         self._layouts.pop(stream_id, None)
-        return bool(await self._io(self._scripts["delete"](args=[self._prefix, stream_id])))
+        existed = bool(await self._call("delete", stream_id, [self._prefix, stream_id]))
+        if self.keys.cluster:
+            await self._io(self._client.srem(self._key("streams"), stream_id))  # type: ignore[union-attr]
+        return existed

@@ -18,22 +18,77 @@ member = ref .. pack("<df", time, retention)):
     P:s:S:fb          zset    bucket -> bucket: buckets whose floor holds tokens
     P:s:S:c           zset    member -> retention: tier 1, evictable by score
     P:s:S:b           hash    bucket -> retained tokens
+    P:s:S:lease       string  "<fencing token> <agent id>" (PX): the agent allowed to append (agent.cluster)
+    P:s:S:epoch       string  the stream's last fencing token (INCR on every claim)
 An evicted token only sets its bit; a chunk is rewritten without its dead rows once they reach the compaction
-fraction of its stored rows, and deleted with its last live row. The scripts derive key names from P and S,
-so the memory needs a standalone Redis (not Cluster).
+fraction of its stored rows, and deleted with its last live row.
+
+Every script gets the same KEYS (`KeyLayout.script_keys`): the stream's key base, the three global keys, the
+append's parked chunk, the compaction scratch key and the stream's lease. On Redis Cluster the stream base is
+hash-tagged (`P:s:{S}`) and the "global" keys are the stream's own (`P:s:{S}:g` ...), so that each script
+touches one hash slot; the set of stream ids (`P:streams`) is then kept by the client, and the total budgets
+bound each stream rather than the sum (docs/cluster.md).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    """Key names of one memory: plain on a standalone Redis, hash-tagged per stream on Redis Cluster."""
+
+    prefix: str
+    cluster: bool = False
+
+    def stream(self, stream_id: str) -> str:
+        """The base every key of the stream starts with (`P:s:S`, or `P:s:{S}` on Cluster)."""
+        return f"{self.prefix}:s:{{{stream_id}}}" if self.cluster else f"{self.prefix}:s:{stream_id}"
+
+    def skey(self, stream_id: str, suffix: str) -> str:
+        """One key of the stream, e.g. `skey(s, "m")`."""
+        return f"{self.stream(stream_id)}:{suffix}"
+
+    def key(self, *parts: str) -> str:
+        """A key directly under the prefix (config, the stream set)."""
+        return ":".join((self.prefix, *parts))
+
+    def lease(self, stream_id: str) -> str:
+        """The stream's ownership lease, in the stream's hash slot so the append script can check it."""
+        return self.skey(stream_id, "lease")
+
+    def epoch(self, stream_id: str) -> str:
+        """The stream's fencing-token counter."""
+        return self.skey(stream_id, "epoch")
+
+    def tmp(self, stream_id: str, uid: str) -> str:
+        """Where an append parks its chunk bytes before the script files them."""
+        return self.skey(stream_id, f"tmp:{uid}") if self.cluster else self.key("tmp", uid)
+
+    def script_keys(self, stream_id: str, uid: str = "") -> list[str]:
+        """KEYS of every memory script: base, G, STREAMS, GC, parked chunk, compaction scratch, lease."""
+        if self.cluster:
+            head = [self.skey(stream_id, "g"), self.skey(stream_id, "streams"), self.skey(stream_id, "gc")]
+            scratch = self.skey(stream_id, "tmpc")
+        else:
+            head = [self.key("g"), self.key("streams"), self.key("gc")]
+            scratch = self.key("tmp", "compact")
+        parked = self.tmp(stream_id, uid or "none")
+        return [self.stream(stream_id), *head, parked, scratch, self.lease(stream_id)]
+
 _COMMON = r"""
-local P = ARGV[1]
+local P, SELF = ARGV[1], ARGV[2]
 local HDR = 16
-local G, STREAMS, GC = P .. ':g', P .. ':streams', P .. ':gc'
+local BASE, G, STREAMS, GC = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local STREAM_TYPES = {m = 'hash', k = 'hash', n = 'hash', u = 'hash', cu = 'hash', c0 = 'zset', c1 = 'zset',
                       r = 'zset', c = 'zset', fb = 'zset', b = 'hash'}
 
 local function num(x) return string.format('%.17g', x) end
-local function key(s, suffix) return P .. ':s:' .. s .. ':' .. suffix end
+local function key(s, suffix)
+  if s == SELF then return BASE .. ':' .. suffix end
+  return P .. ':s:' .. s .. ':' .. suffix
+end
 
 local function type_ok(k, want)
   local t = redis.call('TYPE', k).ok
@@ -74,7 +129,8 @@ APPEND = (
 -- ARGV: 1 prefix, 2 stream, 3 uid, 4 layout, 5 index: per token pack('<df', time, retention) ('' = only
 --       enforce budgets), 6 record width, 7 max tokens/stream, 8 max bytes/stream, 9 max tokens total,
 --       10 max bytes total, 11 bucket seconds, 12 floor tokens per bucket, 13 recent seconds,
---       14 compaction fraction. The chunk bytes wait in P:tmp:<uid>, SET in the same MULTI.
+--       14 compaction fraction, 15 fencing token ('' = unfenced). The chunk bytes wait in KEYS[5], SET in
+--       the same MULTI. A fenced append is refused (FSAMEM_FENCED) unless the stream's lease holds its token.
 local S, UID, LAYOUT, IDX = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local W = tonumber(ARGV[6])
 local MAXT_S, MAXB_S = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -82,7 +138,8 @@ local MAXT_G, MAXB_G = tonumber(ARGV[9]), tonumber(ARGV[10])
 local BS, FLOOR, RECENT = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local COMPACT = tonumber(ARGV[14])
 local M = key(S, 'm')
-local TMP = P .. ':tmp:' .. UID
+local FENCE = ARGV[15] or ''
+local TMP = KEYS[5]
 
 local function reject(message)
   if UID ~= '' then redis.call('DEL', TMP) end
@@ -92,6 +149,14 @@ end
 -- phase 1: validate everything before the first write, so that a rejected append writes nothing
 if not (globals_ok() and stream_ok(S)) then
   return reject('FSAMEM_CORRUPT a key of stream ' .. S .. ' or a global key holds a foreign type')
+end
+if FENCE ~= '' then
+  local holder = redis.call('GET', KEYS[7])
+  local token = holder and string.match(holder, '^(%d+) ')
+  if token ~= FENCE then
+    return reject('FSAMEM_FENCED stream ' .. S .. ' is leased to ' .. (holder or 'nobody') ..
+                  ', not to token ' .. FENCE)
+  end
 end
 local stored_layout = redis.call('HGET', M, 'layout')
 local n = 0
@@ -349,7 +414,7 @@ local function compact(s, chunk, stored)
     return false
   end
   local bitmap = redis.call('GET', key(s, 'x:' .. chunk)) or ''
-  local tmp = P .. ':tmp:compact'
+  local tmp = KEYS[6]
   redis.call('SET', tmp, string.rep('\0', HDR))
   local start, kept, tmin, tmax = nil, 0, math.huge, -math.huge
   for i = 0, stored - 1 do

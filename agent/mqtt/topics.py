@@ -17,7 +17,7 @@ CLIENT_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 MAX_REPLY_TOPIC_CHARS = 1024
 COMMANDS = ("ask", "watch/add", "watch/remove")
 # First levels under the prefix that the agent uses itself; no stream may take these names.
-RESERVED_LEVELS = frozenset({"available", "ask", "answer", "watch", "watches", "errors"})
+RESERVED_LEVELS = frozenset({"available", "ask", "answer", "watch", "watches", "errors", "cluster"})
 MAX_TOPIC_BYTES = 65_535
 
 
@@ -109,6 +109,25 @@ class Topics:
         """The answer subtree of `client` (an ACL grants it `read <prefix>/answer/%u/#`)."""
         return f"{self.answer_root}/{check_client(client)}"
 
+    def shared(self, group: str, topic_filter: str) -> str:
+        """An MQTT v5 shared subscription of `topic_filter`: each message goes to one member of `group`."""
+        return f"$share/{group}/{topic_filter}"
+
+    @property
+    def cluster_status(self) -> str:
+        """Retained `ClusterStatus` JSON: who owns which stream (clustered agents)."""
+        return f"{self.prefix}/cluster/status"
+
+    @property
+    def cluster_stream_add(self) -> str:
+        """Add or replace a stream of the cluster (a stream section as JSON)."""
+        return f"{self.prefix}/cluster/streams/add"
+
+    @property
+    def cluster_stream_remove(self) -> str:
+        """Remove a stream from the cluster (`{"id": ...}`)."""
+        return f"{self.prefix}/cluster/streams/remove"
+
     @property
     def answer_root(self) -> str:
         """The subtree every reply goes to (`reply_to` and v5 response topics must lie below it)."""
@@ -173,6 +192,17 @@ class Topics:
         """The client named by a per-client request topic, else None."""
         found = self.command_of(topic) if topic else None
         return found[1] if found else None
+
+    @property
+    def ask_filters(self) -> tuple[str, ...]:
+        """The filters questions arrive on (taken from `commands`, the one place that names them)."""
+        return tuple(f for f in self.commands if f == self.ask or f.startswith(self.ask + "/"))
+
+    def cluster_commands(self, group: str) -> tuple[str, ...]:
+        """What a clustered agent subscribes to: questions shared by `group`, the rest to every agent."""
+        others = tuple(f for f in self.commands if f not in self.ask_filters)
+        shared = tuple(self.shared(group, f) for f in self.ask_filters)
+        return (*shared, *others, self.cluster_stream_add, self.cluster_stream_remove)
 
     def is_under_prefix(self, topic: str) -> bool:
         """Whether `topic` is a publish topic strictly below the prefix (`<prefix>/...`)."""

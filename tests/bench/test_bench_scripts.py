@@ -97,3 +97,16 @@ def test_memory_throughput_measures_both_backends(tmp_path):
     )  # fmt: skip
     rows = json.loads(target.read_text())["rows"]
     assert [r["backend"] for r in rows] == ["local", "redis"]
+
+
+@pytest.mark.services
+def test_cluster_scaling_serves_more_streams_with_more_agents(tmp_path):
+    out = run_script(
+        "cluster_scaling.py", "--agents", "3", "--streams", "3", "--capacity", "1", "--seconds", "4",
+        "--out", str(tmp_path), timeout=600,
+    )  # fmt: skip
+    rows = json.loads((tmp_path / "cluster_scaling_standalone.json").read_text())["rows"]
+    assert [r["agents"] for r in rows] == [1, 2, 3]
+    assert [r["streams_served"] for r in rows] == [1, 2, 3]
+    assert all(r["answered"] > 0 and r["questions_per_s"] > 0 for r in rows)
+    assert "questions/s relative to 1 agent" in out
