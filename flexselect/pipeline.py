@@ -38,6 +38,11 @@ class AnswerResult:
     selection: Selection | None = None
     note: str | None = None  # why the answer did not select (e.g. a full prefill was cheaper)
 
+    @property
+    def budget(self) -> int | None:
+        """The token budget the selection used (after rounding), None when nothing was scored."""
+        return None if self.selection is None else self.selection.budget
+
 
 class _Timer:
     def __init__(self, device: torch.device) -> None:
@@ -58,7 +63,9 @@ class _Timer:
 def evidence_spans(
     tokens: VisualTokens, scores: torch.Tensor | None = None, *, min_share: float = 0.0
 ) -> list[EvidenceSpan]:
-    """Group the frames of the evidence tokens into runs of consecutive frames with their time spans.
+    """Group the frames of the evidence tokens into runs of consecutive frames with their time spans,
+    best first: ordered by the span's best token score (how much the question attended to it), ties in
+    time order. Without scores every span scores 0 and the order is the time order.
 
     With scores, the evidence is the tokens scoring at least `min_share` of the best score: a budget also
     keeps context around what the question attends to, and that context is not where the answer was seen.
@@ -92,6 +99,7 @@ def evidence_spans(
                 )
             )
             start = i
+    spans.sort(key=lambda s: (-s.score, s.start))
     return spans
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from transformers import AutoModelForImageTextToText, AutoProcessor, DynamicCache, PreTrainedModel
 
 from flexselect.config import Aggregation, default_reference_layer
+from flexselect.positions import capped_gaps
 from flexselect.transfer import gather_rows, layout_rows
 from flexselect.types import Answer, Prompt, Sequence, TokenKind, VisualTokens
 
@@ -109,6 +110,19 @@ class VideoLLMAdapter(ABC):
     @property
     def max_positions(self) -> int:
         return int(self.text_config.max_position_embeddings)
+
+    @property
+    def trained_positions(self) -> int:
+        """Positions the model reads reliably: the checkpoint's `flexselect_trained_positions` (config.json;
+        the toy sets the span its training clips covered), else its `max_position_embeddings` (what a
+        family's checkpoints were trained to, e.g. 128,000 for Qwen2.5-VL-7B). Never above the latter.
+        Answer sequences longer than this get their long gaps compressed (`flexselect.positions`)."""
+        trained = getattr(self.config, "flexselect_trained_positions", None)
+        if trained is None:
+            return self.max_positions
+        if int(trained) < 1:
+            raise ValueError(f"flexselect_trained_positions must be positive, got {trained}")
+        return min(int(trained), self.max_positions)
 
     def default_layer(self) -> int:
         """The reference layer used when none is configured: the checkpoint's calibrated layer
@@ -225,16 +239,24 @@ class VideoLLMAdapter(ABC):
 
         Positions are computed on all of `tokens` and then gathered, so kept tokens keep their original
         positions and the suffix keeps its place after the whole span. If that would exceed the model's
-        position range, the kept tokens are renumbered compactly instead.
+        trained range (`trained_positions`), the kept tokens keep their order and the spacing of nearby
+        tokens while long gaps between them are compressed until the sequence fits
+        (`flexselect.positions.capped_gaps`).
         """
         p, t = len(prompt.prefix_ids), len(prompt.suffix_ids)
         offsets, extent = self.visual_positions(tokens, compact=compact)
         kept = layout_rows(tokens, keep)  # the embeddings go to the device on their own (gather_rows)
         if keep is not None:
             offsets = offsets[:, keep]
-        if p + extent + t > self.max_positions:
-            # The original timeline does not fit the model: renumber the kept tokens compactly.
-            offsets, extent = self.visual_positions(kept, compact=True)
+        if p + extent + t > self.trained_positions:
+            # The original timeline does not fit what the model was trained on: compress its long gaps.
+            room = self.trained_positions - p - t
+            if room < 1:
+                raise ValueError(
+                    f"the prompt alone ({p + t} tokens) fills the model's {self.trained_positions} trained "
+                    "positions; shorten the question"
+                )
+            offsets, extent = capped_gaps(offsets, room)
         rows = offsets.shape[0]
         prefix_pos = torch.arange(p).view(1, -1).expand(rows, -1)
         suffix_pos = (p + extent + torch.arange(t)).view(1, -1).expand(rows, -1)

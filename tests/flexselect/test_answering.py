@@ -175,6 +175,17 @@ def test_evidence_is_the_kept_tokens_that_score_near_the_best_not_their_context(
     assert sum(s.tokens for s in evidence_spans(tokens, scores)) == 6  # min_share 0: every kept token
 
 
+def test_evidence_comes_best_first_whatever_its_time():
+    tokens = _tokens([0.0, 1.0, 5.0, 6.0, 9.0])
+    scores = torch.tensor([0.3, 0.2, 0.8, 0.9, 0.5])
+    spans = evidence_spans(tokens, scores, min_share=0.1)
+    assert [(s.start, s.end, s.score) for s in spans] == [
+        (5.0, 6.0, pytest.approx(0.9)),
+        (9.0, 9.0, pytest.approx(0.5)),
+        (0.0, 1.0, pytest.approx(0.3)),
+    ]
+
+
 def test_a_scorer_still_names_the_evidence_when_the_whole_video_fits_the_budget(adapter, clip):
     config = SelectionConfig(budget=10_000, layer=1)
     result = FlexSelectPipeline(adapter, ReferenceScorer(adapter, layer=1), config, max_new_tokens=1).answer(
