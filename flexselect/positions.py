@@ -22,11 +22,13 @@ from __future__ import annotations
 import torch
 
 
-def capped_gaps(offsets: torch.Tensor, room: int) -> tuple[torch.Tensor, int]:
+def capped_gaps(offsets: torch.Tensor, room: int, *, rows_follow: bool = False) -> tuple[torch.Tensor, int]:
     """`offsets` (R, N) of kept tokens re-laid so that their extent is at most `room` (rule 2 above).
 
-    Row 0 is the one gaps are read from (time for M-RoPE, the only row for 1-D RoPE); other rows keep their
-    values. Returns the new offsets (starting at 0) and their extent (max + 1, where the text resumes).
+    Row 0 is the one gaps are read from (time for M-RoPE, the only row for 1-D RoPE). The other rows keep
+    their values (Qwen2.5-VL: height and width from the span start) or, with `rows_follow`, move by the
+    same amount as row 0 (Qwen3-VL, where each frame's height and width start at its own position).
+    Returns the new offsets (row 0 starting at 0) and their extent (max + 1, where the text resumes).
 
     Raises:
         ValueError: the kept tokens' distinct positions alone exceed `room`.
@@ -35,13 +37,16 @@ def capped_gaps(offsets: torch.Tensor, room: int) -> tuple[torch.Tensor, int]:
         return offsets, 0
     values, inverse = torch.unique(offsets[0], return_inverse=True)
     gaps = values.diff()
-    others = int(offsets[1:].max()) + 1 if offsets.shape[0] > 1 else 0
 
     def laid(cap: int) -> torch.Tensor:
-        return torch.cat([values.new_zeros(1), torch.cumsum(gaps.clamp(max=cap), 0)])
+        out = offsets.clone()
+        out[0] = torch.cat([values.new_zeros(1), torch.cumsum(gaps.clamp(max=cap), 0)])[inverse]
+        if rows_follow:
+            out[1:] += out[0] - offsets[0]
+        return out
 
     def extent(cap: int) -> int:
-        return max(int(laid(cap)[-1]) + 1, others)
+        return int(laid(cap).max()) + 1
 
     high = int(gaps.max()) if len(gaps) else 1
     if extent(high) <= room:
@@ -57,6 +62,4 @@ def capped_gaps(offsets: torch.Tensor, room: int) -> tuple[torch.Tensor, int]:
             mid = (low + high) // 2
             low, high = (mid, high) if extent(mid) <= room else (low, mid)
         cap = low
-    out = offsets.clone()
-    out[0] = laid(cap)[inverse]
-    return out, extent(cap)
+    return laid(cap), extent(cap)

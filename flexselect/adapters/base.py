@@ -67,6 +67,7 @@ class VideoLLMAdapter(ABC):
     family: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]]
     mrope: ClassVar[bool] = False  # positions are (3, 1, S) rather than (1, S)
+    rows_follow_time: ClassVar[bool] = False  # M-RoPE height/width rows start at each frame's position
 
     def __init__(self, model: PreTrainedModel, processor: Any) -> None:
         self.model = model.eval()
@@ -256,7 +257,7 @@ class VideoLLMAdapter(ABC):
                     f"the prompt alone ({p + t} tokens) fills the model's {self.trained_positions} trained "
                     "positions; shorten the question"
                 )
-            offsets, extent = capped_gaps(offsets, room)
+            offsets, extent = capped_gaps(offsets, room, rows_follow=self.rows_follow_time)
         rows = offsets.shape[0]
         prefix_pos = torch.arange(p).view(1, -1).expand(rows, -1)
         suffix_pos = (p + extent + torch.arange(t)).view(1, -1).expand(rows, -1)
