@@ -37,6 +37,7 @@ class AnswerResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     selection: Selection | None = None
     note: str | None = None  # why the answer did not select (e.g. a full prefill was cheaper)
+    kept_scores: torch.Tensor | None = None  # (kept,) the scores that rank the kept tokens (evidence order)
 
     @property
     def budget(self) -> int | None:
@@ -196,6 +197,7 @@ class FlexSelectPipeline:
             evidence=evidence_spans(kept, kept_scores, min_share=self.config.evidence_share),
             timings_ms=timings,
             selection=selection,
+            kept_scores=kept_scores,
             note=note,
         )
 
