@@ -25,7 +25,7 @@ from flexselect.batch_scoring import score_many
 from flexselect.budget import Scorer, top_k
 from flexselect.config import SelectionConfig
 from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorError, encode_pair
-from flexselect.pipeline import EvidenceSpan, FlexSelectPipeline, evidence_spans
+from flexselect.pipeline import EvidenceSpan, FlexSelectPipeline, evidence_spans, ranking_scores
 from flexselect.ranking import ReferenceScorer
 from flexselect.types import Prompt, VisualTokens
 
@@ -239,7 +239,7 @@ class Engine:
             result = pipeline.answer_tokens(merged, question)
             text, timings = result.answer, result.timings_ms
             keep = torch.arange(len(merged)) if result.selection is None else result.selection.index
-            scores = None if result.selection is None else result.selection.scores[keep]
+            scores = result.kept_scores  # ranked together when scored in several groups
         return EngineAnswer(
             text=text,
             evidence=stream_evidence([sid for sid, _ in streams], merged, stream_index, keep, scores, config),
@@ -268,7 +268,8 @@ class Engine:
         over all streams (one global top-k; the cache's groups never span streams) and generate.
 
         Returns:
-            The answer, the kept indices into `merged` (ascending), their scores, and timings (ms).
+            The answer, the kept indices into `merged` (ascending), their scores scored together (ranking
+            the evidence), and timings (ms).
         """
         assert self.caches is not None
         prompt = self.adapter.prompt(question)
@@ -280,7 +281,11 @@ class Engine:
         self.check_positions(prompt, merged, keep)
         seq = self.adapter.build_sequence(prompt, merged, None if len(keep) == len(merged) else keep)
         generated = self.adapter.generate(seq, max_new_tokens=self.config.max_new_tokens)
-        return generated.text, keep, scores, {"select": select_ms, **generated.timings_ms}
+        start = self._now()
+        assert self.scorer is not None  # the cached groups' scores do not compare: rank the kept together
+        ranked = ranking_scores(self.scorer, prompt, merged.select(keep))
+        timings = {"select": select_ms, "rank": (self._now() - start) * 1e3, **generated.timings_ms}
+        return generated.text, keep, ranked, timings
 
     def check_positions(self, prompt: Prompt, merged: VisualTokens, keep: torch.Tensor) -> None:
         """ValueError when every token is kept and the sequence exceeds the model's positions."""

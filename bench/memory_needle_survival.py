@@ -1,7 +1,8 @@
 """Streaming needle survival: does a small memory budget keep the rare events of an hour-long stream?
 
     python bench/memory_needle_survival.py [--model toy] [--hours 1] [--fps 1] [--needles 6]
-                                           [--budgets 0.05,0.2] [--answer-budget N] [--out bench/results]
+                                           [--budgets 0.05,0.2] [--policies attention,redundancy]
+                                           [--chunk-seconds 4] [--answer-budget N] [--out bench/results]
 
 A synthetic world (grid-aligned needle events in a textured haystack) is rendered frame by frame and
 streamed through the agent's ingest path: the model encodes each chunk, the standing prompt's attention
@@ -9,6 +10,10 @@ scores it, and the in-process memory appends it under a token budget (a fraction
 At the end it reports the fraction of needle tokens still retained, and asks each needle question over the
 retained tokens with FlexSelect to measure how many are still answered correctly. The same is run with a
 memory that ignores attention (redundancy and time buckets only) for comparison.
+
+Each row also says how the answer placed the retained tokens: the span of their original positions
+against the model's trained range (`trained_positions`), and "exact" when it fits or "gaps compressed"
+when the position policy (`flexselect.positions`) shrank its long gaps.
 """
 
 from __future__ import annotations
@@ -83,6 +88,19 @@ async def stream_world(
     return VisualTokens.concat(needles), retained, seconds
 
 
+def position_span(adapter: Any, retained: VisualTokens, prompt: Any) -> dict[str, Any]:
+    """The retained span's original positions (prompt included) against the model's trained range, and
+    how the answer placed them: "exact" when they fit, else "gaps compressed"."""
+    _, extent = adapter.visual_positions(retained, compact=False)
+    needed = len(prompt.prefix_ids) + extent + len(prompt.suffix_ids)
+    trained = adapter.trained_positions
+    return {
+        "positions": needed,
+        "trained_positions": trained,
+        "placement": "exact" if needed <= trained else "gaps compressed",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,6 +112,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--side", type=int, default=56, help="frame side; the toy model's is 56")
     parser.add_argument("--budgets", default="0.05,0.2", help="memory budgets as fractions of all tokens")
+    parser.add_argument(
+        "--policies",
+        default="attention,redundancy",
+        help="memory policies: attention (attention+redundancy) and/or redundancy (redundancy only)",
+    )
+    parser.add_argument(
+        "--chunk-seconds", type=float, default=4.0, help="media seconds per ingested chunk (default 4)"
+    )
     parser.add_argument("--kinds", default=None, help="question kinds to ask (default: all the world asks)")
     parser.add_argument(
         "--answer-budget", type=int, default=None, help="tokens kept per answer (default: the engine's)"
@@ -121,7 +147,12 @@ def main() -> None:
     truth = ground_truth(world)
     kinds = set(args.kinds.split(",")) if args.kinds else None
     questions = [q for q in truth.questions if kinds is None or q.kind in kinds]
-    chunk = 4 * max(1, round(args.fps))
+    tp = int(getattr(adapter, "temporal_patch", 1))
+    chunk = max(tp, round(args.chunk_seconds * args.fps) // tp * tp)
+    chosen = [p.strip() for p in args.policies.split(",") if p.strip()]
+    policies = {"attention": ("attention+redundancy", 1.0), "redundancy": ("redundancy only", 0.0)}
+    if not chosen or any(p not in policies for p in chosen):
+        parser.error(f"--policies takes attention and/or redundancy, got {args.policies!r}")
     total = (
         len(
             engine.encode(
@@ -141,13 +172,14 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for fraction in (float(b) for b in args.budgets.split(",")):
         budget = max(16, int(total * fraction))
-        for policy, weight in (("attention+redundancy", 1.0), ("redundancy only", 0.0)):
+        for policy, weight in (policies[p] for p in chosen):
             needle_tokens, retained, seconds = asyncio.run(stream_world(engine, world, budget, weight, chunk))
             survived = retained_fraction(retained, needle_tokens)
             correct = 0
             for q in questions:
                 answer = engine.answer(q.question, [("world", retained)], args.answer_budget)
                 correct += answer.text == q.answer
+            span = position_span(adapter, retained, engine.adapter.prompt(questions[0].question))
             rows.append(
                 {
                     "budget": budget,
@@ -158,6 +190,7 @@ def main() -> None:
                     "answered": f"{correct}/{len(questions)}",
                     "accuracy": correct / max(1, len(questions)),
                     "stream_s": seconds,
+                    **span,
                 }
             )
     print(
@@ -167,10 +200,25 @@ def main() -> None:
     print(
         table(
             rows,
-            ["budget", "fraction", "policy", "needle_tokens", "survived", "answered", "accuracy", "stream_s"],
+            [
+                "budget",
+                "fraction",
+                "policy",
+                "needle_tokens",
+                "survived",
+                "answered",
+                "accuracy",
+                "stream_s",
+                "positions",
+                "trained_positions",
+                "placement",
+            ],
         )
     )
-    write_json(args.out / f"needle_survival_{Path(args.model).name}.json", {"rows": rows})
+    write_json(
+        args.out / f"needle_survival_{Path(args.model).name}.json",
+        {"hours": args.hours, "fps": args.fps, "chunk_frames": chunk, "rows": rows},
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import torch
 
-from flexselect.config import BudgetMode, Grouping, SelectionConfig
+from flexselect.config import BudgetMode, BudgetRounding, Grouping, SelectionConfig
 from flexselect.types import Prompt, Selection, VisualTokens
 
 
@@ -69,17 +69,35 @@ def selection_pays(retained: int, budget: int, *, layer: int, depth: int) -> boo
     return retained * (1.0 - (layer + 1) / depth) > budget
 
 
-def top_k(scores: torch.Tensor, groups: list[torch.Tensor], budget: int, mode: BudgetMode) -> torch.Tensor:
+def rounded_budget(budget: int, tokens: VisualTokens, rounding: BudgetRounding) -> int:
+    """The budget selection aims for: `budget` itself ("exact"), or rounded up to whole frames of these
+    tokens ("frames", as the authors' Qwen2.5-VL code rounds to a multiple of tokens per frame)."""
+    if rounding == "exact" or len(tokens) == 0:
+        return budget
+    per_frame = -(-len(tokens) // len(torch.unique(tokens.frame)))  # frames hold equal counts; ceil if not
+    return -(-budget // per_frame) * per_frame
+
+
+def top_k(
+    scores: torch.Tensor,
+    groups: list[torch.Tensor],
+    budget: int,
+    mode: BudgetMode,
+    *,
+    remainder: bool = True,
+) -> torch.Tensor:
     """Indices of the kept tokens, ascending (original order).
 
     `global` keeps the `budget` best scores overall; `per_group` gives every group an equal share
-    (`budget // groups`, the remainder to the first groups), as the paper does.
+    (`budget // groups`, as the paper does; with `remainder` the rest goes to the first groups, without it
+    it is dropped as in the authors' code). A group smaller than its share keeps all its tokens.
     """
     if budget >= len(scores):
         return torch.arange(len(scores))
     if mode == "global":
         return torch.topk(scores, budget).indices.sort().values
     share, extra = divmod(budget, len(groups))
+    extra = extra if remainder else 0
     kept = []
     for i, g in enumerate(groups):
         k = min(len(g), share + (1 if i < extra else 0))
@@ -106,5 +124,8 @@ def select(
     scores = torch.empty(len(tokens), dtype=torch.float32)
     for g in groups:
         scores[g] = scorer.score(prompt, tokens.select(g)).float().cpu()
-    index = top_k(scores, groups, config.budget, config.budget_mode)
-    return Selection(index=index, scores=scores, groups=groups)
+    budget = rounded_budget(config.budget, tokens, config.budget_rounding)
+    exact = config.budget_rounding == "exact"
+    index = top_k(scores, groups, budget, config.budget_mode, remainder=exact)
+    per_group = budget // len(groups) if config.budget_mode == "per_group" and groups else None
+    return Selection(index=index, scores=scores, groups=groups, budget=budget, per_group=per_group)

@@ -8,6 +8,8 @@ from typing import Literal
 Aggregation = Literal["max", "mean"]
 Grouping = Literal["contiguous", "interleaved"]
 BudgetMode = Literal["global", "per_group"]
+BudgetRounding = Literal["exact", "frames"]
+SelectionStyle = Literal["paper", "stream"]
 
 # Reference layers used by the paper's released numbers (0-based decoder index), keyed by
 # (model_type, num_hidden_layers). Other models fall back to the same relative depth (~0.7).
@@ -44,6 +46,9 @@ class SelectionConfig:
         grouping: "contiguous" frame groups (streaming) or "interleaved" (the paper's strided groups).
         max_frames_per_group: frames scored together (the paper uses 64).
         budget_mode: "global" top-K over all scores, or an equal "per_group" share (the paper).
+        budget_rounding: "exact" keeps `budget` tokens (a per-group remainder goes to the first groups);
+            "frames" rounds the budget up to whole frames and gives each group the floor of budget/groups,
+            as the authors' code does (a group smaller than its share keeps all its tokens).
         evidence_share: kept tokens scoring below this share of the best score are context, not evidence
             (they still reach the model, but are not reported as where the answer was seen).
         full_when_cheaper: with the training-free reference scorer, answer over every token (a full
@@ -59,6 +64,14 @@ class SelectionConfig:
     budget_mode: BudgetMode = "global"
     evidence_share: float = 0.1
     full_when_cheaper: bool = False
+    budget_rounding: BudgetRounding = "exact"
+
+    @classmethod
+    def styled(cls, style: SelectionStyle, **fields: object) -> SelectionConfig:
+        """The paper's selection for a whole video ("paper": interleaved groups `g + i*groups`, an equal
+        top-K per group, budget rounded to whole frames) or the streaming one ("stream": contiguous groups,
+        one global top-K, the exact budget), with `fields` set on top."""
+        return cls(**{**SELECTION_STYLES[style], **fields})  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         if self.budget < 1:
@@ -75,3 +88,13 @@ class SelectionConfig:
             raise ValueError(f"max_frames_per_group must be >= 1, got {self.max_frames_per_group}")
         if self.budget_mode not in ("global", "per_group"):
             raise ValueError(f"budget_mode must be 'global' or 'per_group', got {self.budget_mode!r}")
+        if self.budget_rounding not in ("exact", "frames"):
+            raise ValueError(f"budget_rounding must be 'exact' or 'frames', got {self.budget_rounding!r}")
+
+
+# What `SelectionConfig.styled` sets. A whole file follows the paper; a stream's memory cannot: its groups
+# are scored as chunks arrive (contiguous), and an interleaved group would need frames not yet seen.
+SELECTION_STYLES: dict[str, dict[str, str]] = {
+    "paper": {"grouping": "interleaved", "budget_mode": "per_group", "budget_rounding": "frames"},
+    "stream": {"grouping": "contiguous", "budget_mode": "global", "budget_rounding": "exact"},
+}

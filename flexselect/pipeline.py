@@ -37,6 +37,12 @@ class AnswerResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     selection: Selection | None = None
     note: str | None = None  # why the answer did not select (e.g. a full prefill was cheaper)
+    kept_scores: torch.Tensor | None = None  # (kept,) the scores that rank the kept tokens (evidence order)
+
+    @property
+    def budget(self) -> int | None:
+        """The token budget the selection used (after rounding), None when nothing was scored."""
+        return None if self.selection is None else self.selection.budget
 
 
 class _Timer:
@@ -58,7 +64,10 @@ class _Timer:
 def evidence_spans(
     tokens: VisualTokens, scores: torch.Tensor | None = None, *, min_share: float = 0.0
 ) -> list[EvidenceSpan]:
-    """Group the frames of the evidence tokens into runs of consecutive frames with their time spans.
+    """Group the frames of the evidence tokens into runs of consecutive frames (no more than one temporal
+    step, `seconds_per_step`, apart) with their time spans,
+    best first: ordered by the span's best token score (how much the question attended to it), ties in
+    time order. Without scores every span scores 0 and the order is the time order.
 
     With scores, the evidence is the tokens scoring at least `min_share` of the best score: a budget also
     keeps context around what the question attends to, and that context is not where the answer was seen.
@@ -71,7 +80,6 @@ def evidence_spans(
     if len(tokens) == 0:
         return []
     frames, inverse = torch.unique(tokens.frame, return_inverse=True)
-    stride = int(frames.diff().min()) if len(frames) > 1 else 1
     first_time = torch.zeros(len(frames), dtype=torch.float64).scatter_reduce(
         0, inverse, tokens.time, reduce="amin", include_self=False
     )
@@ -82,10 +90,14 @@ def evidence_spans(
     best = torch.full((len(frames),), float("-inf")).scatter_reduce(
         0, inverse, scores.float() if scores is not None else torch.zeros(len(tokens)), reduce="amax"
     )
+    order = torch.argsort(first_time, stable=True)  # frames in time order
+    first_time, counts, best = first_time[order], counts[order], best[order]
+    # Frames one step apart (a temporal patch for Qwen) or closer join a run; a longer gap ends it.
+    joined = first_time.diff() <= 1.5 * tokens.seconds_per_step
     spans: list[EvidenceSpan] = []
     start = 0
     for i in range(1, len(frames) + 1):
-        if i == len(frames) or int(frames[i] - frames[i - 1]) > stride:
+        if i == len(frames) or not bool(joined[i - 1]):
             spans.append(
                 EvidenceSpan(  # min and max: a span cannot invert even if frame order is not time order
                     start=float(first_time[start:i].min()),
@@ -95,7 +107,18 @@ def evidence_spans(
                 )
             )
             start = i
+    spans.sort(key=lambda s: (-s.score, s.start))
     return spans
+
+
+def ranking_scores(scorer: Scorer, prompt: Prompt, kept: VisualTokens) -> torch.Tensor:
+    """Scores of the kept tokens scored together as one group, so that they rank against each other.
+
+    Selection scores each group on its own (attention normalises over that group's tokens), so the best
+    token of a group without the asked moment can outscore the asked moment in another group; the kept
+    tokens, all in one group, compete for the question's attention as they do in the answer.
+    """
+    return scorer.score(prompt, kept).float().cpu()
 
 
 class FlexSelectPipeline:
@@ -162,10 +185,14 @@ class FlexSelectPipeline:
         seq = self.adapter.build_sequence(prompt, tokens, keep)
         kept = tokens if keep is None else tokens.select(keep)
         generated = self.adapter.generate(seq, max_new_tokens=self.max_new_tokens)
-        timings = {**timer.ms, **generated.timings_ms}
         kept_scores = None
         if selection is not None:
             kept_scores = selection.scores if keep is None else selection.scores[keep]
+            if len(selection.groups) > 1:  # scores of different groups do not compare: rank them together
+                scorer = self.scorer
+                assert scorer is not None
+                kept_scores = timer.run("rank", lambda: ranking_scores(scorer, prompt, kept))  # type: ignore[assignment]
+        timings = {**timer.ms, **generated.timings_ms}
         return AnswerResult(
             answer=generated.text,
             total_tokens=len(tokens),
@@ -173,6 +200,7 @@ class FlexSelectPipeline:
             evidence=evidence_spans(kept, kept_scores, min_share=self.config.evidence_share),
             timings_ms=timings,
             selection=selection,
+            kept_scores=kept_scores,
             note=note,
         )
 

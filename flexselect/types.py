@@ -138,6 +138,8 @@ class Selection:
     index: torch.Tensor  # (K,) int64 indices into the scored VisualTokens, ascending (original order)
     scores: torch.Tensor  # (N,) float32 score of every scored token
     groups: list[torch.Tensor] = field(default_factory=list)  # token indices of each scored group
+    budget: int | None = None  # the budget selection aimed for (after rounding to whole frames, if any)
+    per_group: int | None = None  # each group's share of it with a per-group budget, else None
 
 
 @dataclass

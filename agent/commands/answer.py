@@ -13,6 +13,7 @@ from agent.models import resolve_model
 
 if TYPE_CHECKING:  # the model stack is imported when the command runs, not when the CLI starts
     from flexselect.adapters import VideoLLMAdapter
+    from flexselect.config import SelectionConfig
     from flexselect.lite import LiteScorer
     from flexselect.pipeline import AnswerResult
 
@@ -43,7 +44,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--aggregation", choices=("max", "mean"), default=None, help="(default: the model's, else max)"
     )
-    p.add_argument("--grouping", choices=("contiguous", "interleaved"), default="contiguous")
+    p.add_argument(
+        "--selection",
+        choices=("paper", "stream"),
+        default="paper",
+        help="paper (default): interleaved frame groups with an equal top-K each, budget rounded up to whole "
+        "frames, as the authors select over a whole video; stream: contiguous groups and one global top-K, "
+        "as the agent selects over a stream's memory",
+    )
+    p.add_argument(
+        "--grouping",
+        choices=("contiguous", "interleaved"),
+        default=None,
+        help="override the selection's grouping",
+    )
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
@@ -130,8 +144,9 @@ def run(args: argparse.Namespace) -> int:
             tokens = adapter.encode(frames, times)
         encode_ms = (time.perf_counter() - start) * 1e3
         budget = args.budget or default_budget(len(tokens), len(tokens.frame_ids()))
-        config = SelectionConfig(
-            budget=budget, layer=args.layer, aggregation=args.aggregation, grouping=args.grouping
+        grouping = {"grouping": args.grouping} if args.grouping else {}
+        config = SelectionConfig.styled(
+            args.selection, budget=budget, layer=args.layer, aggregation=args.aggregation, **grouping
         )
         scorer: Scorer | None = lite
         if args.scorer == "reference":
@@ -141,8 +156,24 @@ def run(args: argparse.Namespace) -> int:
     except (AdapterError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     result.timings_ms = {"decode": decode_ms, "encode": encode_ms, **result.timings_ms}
-    print(json.dumps(to_json(result)) if args.json else to_text(result))
+    used = budget_report(budget, result, config)
+    print(json.dumps(to_json(result, used)) if args.json else to_text(result, used))
     return 0
+
+
+def budget_report(requested: int, result: AnswerResult, config: SelectionConfig) -> dict[str, Any]:
+    """Which budget the answer used: the one asked for, the one selection aimed for after rounding (None
+    without a scorer), each group's share with a per-group budget, and the selection's settings."""
+    selection = result.selection
+    return {
+        "requested": requested,
+        "used": None if selection is None else selection.budget,
+        "per_group": None if selection is None else selection.per_group,
+        "groups": None if selection is None else len(selection.groups),
+        "grouping": config.grouping,
+        "mode": config.budget_mode,
+        "rounding": config.budget_rounding,
+    }
 
 
 def default_budget(total_tokens: int, frames: int) -> int:
@@ -151,12 +182,14 @@ def default_budget(total_tokens: int, frames: int) -> int:
     return max(1, round(32 * total_tokens / frames))
 
 
-def to_json(result: AnswerResult) -> dict[str, Any]:
-    """The `--json` object: answer, token counts, evidence spans (seconds) and timings."""
+def to_json(result: AnswerResult, budget: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `--json` object: answer, token counts, the budget used, evidence spans (seconds, best first,
+    each with its score) and timings."""
     return {
         "answer": result.answer,
         "total_tokens": result.total_tokens,
         "kept_tokens": result.kept_tokens,
+        "budget": budget,
         "evidence": [
             {"start": round(s.start, 3), "end": round(s.end, 3), "tokens": s.tokens, "score": s.score}
             for s in result.evidence
@@ -165,13 +198,18 @@ def to_json(result: AnswerResult) -> dict[str, Any]:
     }
 
 
-def to_text(result: AnswerResult) -> str:
-    """A short human-readable report."""
-    spans = ", ".join(f"{s.start:.1f}-{s.end:.1f}s" for s in result.evidence[:8])
+def to_text(result: AnswerResult, budget: dict[str, Any] | None = None) -> str:
+    """A short human-readable report; evidence best first, each span with its score."""
+    spans = ", ".join(f"{s.start:.1f}-{s.end:.1f}s ({s.score:.3g})" for s in result.evidence[:8])
     more = "" if len(result.evidence) <= 8 else f" (+{len(result.evidence) - 8} more)"
     timings = " ".join(f"{k}={v:.0f}ms" for k, v in result.timings_ms.items())
+    used = ""
+    if budget is not None:
+        share = f", {budget['per_group']} per group" if budget["per_group"] is not None else ""
+        used = f" (budget {budget['requested']}, used {budget['used']}{share}, {budget['grouping']} groups)"
     return (
         f"{result.answer}\n"
-        f"kept {result.kept_tokens} of {result.total_tokens} visual tokens; evidence: {spans}{more}\n"
+        f"kept {result.kept_tokens} of {result.total_tokens} visual tokens{used}; evidence, best first: "
+        f"{spans}{more}\n"
         f"{timings}"
     )

@@ -54,6 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", type=Path, default=Path("bench-needle"), help="where needle.json and needle.png go"
     )
+    p.add_argument(
+        "--selections",
+        default="paper,stream",
+        help="selection styles of the scored methods, on the same videos (default paper,stream): paper = "
+        "interleaved groups with an equal share each (what answer and eval use), stream = contiguous groups "
+        "with one global top-K (what a stream's memory uses)",
+    )
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--json", action="store_true", help='print {"results": [...]} instead of a table')
     p.set_defaults(func=run_needle)
@@ -122,6 +129,9 @@ def run_needle(args: argparse.Namespace) -> int:
     frame_counts, methods = _frame_counts(args.frames), _methods(args.methods, unavailable)
     if args.n < 1 or (args.budget is not None and args.budget < 1):
         raise UsageError("--n and --budget must be at least 1")
+    selections = tuple(dict.fromkeys(s.strip() for s in args.selections.split(",") if s.strip()))
+    if not selections or any(s not in ("paper", "stream") for s in selections):
+        raise UsageError(f"--selections takes paper and/or stream, got {args.selections!r}")
     if args.size is not None and (args.size < 56 or args.size % 28):
         raise UsageError(f"--size must be a multiple of 28 and at least 56, got {args.size}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -155,6 +165,7 @@ def run_needle(args: argparse.Namespace) -> int:
             size=size,
             seed=args.seed if args.seed is not None else BENCH_SEED,
             selector=selector,
+            selections=selections,  # type: ignore[arg-type]
             progress=log,
         )
     report: dict[str, Any] = {
@@ -174,7 +185,17 @@ def run_needle(args: argparse.Namespace) -> int:
     title = f"{args.model}: needle accuracy, budget {budget} tokens ({budget_frames} frames), layer {layer}"
     plot_accuracy(args.out / "needle.png", rows, title)
     if args.json:
-        keys = ("method", "frames", "budget", "accuracy", "n", "seconds")
+        keys = (
+            "method",
+            "selection",
+            "frames",
+            "budget",
+            "budget_used",
+            "accuracy",
+            "evidence_first",
+            "n",
+            "seconds",
+        )
         print(json.dumps({"results": [{k: r[k] for k in keys} for r in rows]}))
     else:
         print(table(report, args.out))
@@ -182,20 +203,25 @@ def run_needle(args: argparse.Namespace) -> int:
 
 
 def table(report: dict[str, Any], out: Path) -> str:
-    """Accuracy (and seconds per question) per method and video length."""
+    """Accuracy, first evidence span on the needle (and seconds per question) per method and video length."""
+    from agent.toy.plots import row_label
+
     rows = report["results"]
     frames = sorted({r["frames"] for r in rows})
-    lines = [f"{'method':<10}" + "".join(f"{f:>16}" for f in frames)]
-    for method in dict.fromkeys(r["method"] for r in rows):
+    lines = [f"{'method':<19}" + "".join(f"{f:>24}" for f in frames)]
+    for label in dict.fromkeys(row_label(r) for r in rows):
         cells = []
         for f in frames:
-            r = next(x for x in rows if x["method"] == method and x["frames"] == f)
-            cells.append(f"{r['accuracy']:.3f} {r['seconds']:.3f}s" if r["n"] else "did not fit")
-        lines.append(f"{method:<10}" + "".join(f"{c:>16}" for c in cells))
+            r = next(x for x in rows if row_label(x) == label and x["frames"] == f)
+            first = "-" if r["evidence_first"] is None else f"{r['evidence_first']:.3f}"
+            cells.append(f"{r['accuracy']:.3f} {first:>5} {r['seconds']:.3f}s" if r["n"] else "did not fit")
+        lines.append(f"{label:<19}" + "".join(f"{c:>24}" for c in cells))
     omitted = "; ".join(f"{k}: {v}" for k, v in report["omitted"].items())
+    used = sorted({b for r in rows for b in r["budget_used"]})
     lines.append(
-        f"accuracy and seconds per question; budget {report['budget']} tokens, layer {report['layer']}, "
-        f"n={rows[0]['n'] if rows else 0} per length; omitted: {omitted or 'none'}"
+        f"accuracy, first evidence span on the asked needle, seconds per question; budget "
+        f"{report['budget']} tokens (used after rounding to whole frames: {used or '-'}), layer "
+        f"{report['layer']}, n={rows[0]['n'] if rows else 0} per length; omitted: {omitted or 'none'}"
     )
     lines.append(f"wrote {out / 'needle.json'} and {out / 'needle.png'}")
     return "\n".join(lines)

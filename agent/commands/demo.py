@@ -2,9 +2,10 @@
 
 It writes a synthetic recording with known needle events, starts an embedded MQTT broker, runs the
 agent (toy model, in-process memory) on the recording replayed as a live stream, asks the recording's
-questions over MQTT, and prints each answer beside the ground truth with its evidence times, ending with
-`correct: N/M`. With the toy model, evidence is selected by FlexSelect-Lite with the selector shipped
-beside it (agent/assets/toy-selector); `--scorer reference` uses the model's reference layer instead.
+questions over MQTT, and prints each answer beside the ground truth with its first (best-scoring) evidence
+span, counting both: `correct: N/M, first evidence on the needle: E/M`. With the toy model, evidence is
+selected by FlexSelect-Lite with the selector shipped beside it (agent/assets/toy-selector); `--scorer
+reference` uses the model's reference layer instead.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class DemoWorld:
     height: int = 56
     cell: int = 28
     fps: float = 2.0
+    step_frames: int = 2  # frames one token spans in time (Qwen2.5-VL's temporal patch; the toy's too)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,13 +79,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         for row in report["answers"]:
             mark = "ok " if row["correct"] else "NO "
-            spans = ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in row["evidence_s"][:3]) or "-"
+            seen = "ok " if row["evidence_correct"] else "NO "
+            first = "-" if not row["evidence_s"] else "{:.1f}-{:.1f}s".format(*row["evidence_s"][0])
             truth = f"{row['evidence_truth_s'][0]:.1f}-{row['evidence_truth_s'][1]:.1f}s"
             print(
                 f"{mark} {row['question']:<40} answer {row['answer']!r:<16} truth {row['truth']!r:<16} "
-                f"evidence {spans} (needle {truth})"
+                f"{seen} first evidence {first} (needle {truth})"
             )
-        print(f"correct: {report['correct']}/{report['asked']}")
+        print(
+            f"correct: {report['correct']}/{report['asked']}, first evidence on the needle: "
+            f"{report['evidence_correct']}/{report['asked']}"
+        )
     return 0
 
 
@@ -160,12 +166,14 @@ async def _demo(args: argparse.Namespace, workdir: Path, scorer: dict[str, str |
         )
         app = AgentApp(config)
         rows: list[dict[str, Any]] = []
-        await app.run(until=lambda a: _ask_all(a, mqtt, questions, origin, rows))
+        step_s = geometry.step_frames / geometry.fps
+        await app.run(until=lambda a: _ask_all(a, mqtt, questions, origin, rows, step_s))
     correct = sum(r["correct"] for r in rows)
     return {
         "recording": str(recording),
         "asked": len(rows),
         "correct": correct,
+        "evidence_correct": sum(r["evidence_correct"] for r in rows),
         "answers": rows,
         "seed": args.seed,
         "scorer": scorer["scorer"],
@@ -173,7 +181,12 @@ async def _demo(args: argparse.Namespace, workdir: Path, scorer: dict[str, str |
 
 
 async def _ask_all(
-    app: AgentApp, mqtt: MqttConfig, questions: list[Question], origin: float, rows: list[dict[str, Any]]
+    app: AgentApp,
+    mqtt: MqttConfig,
+    questions: list[Question],
+    origin: float,
+    rows: list[dict[str, Any]],
+    step_s: float,
 ) -> None:
     from agent.mqtt import AskRequest, MqttLink
 
@@ -188,7 +201,7 @@ async def _ask_all(
             request = AskRequest(id=f"demo-{q.id}", question=q.question, streams=["demo"])
             await link.publish(link.topics.ask, request.payload())
             reply = await _reply(link, request.id)
-            rows.append(_row(q, reply, origin))
+            rows.append(_row(q, reply, origin, step_s))
 
 
 async def _wait_for_recording(app: AgentApp) -> None:
@@ -213,7 +226,9 @@ async def _reply(link: Any, request_id: str) -> dict[str, Any]:
             return data
 
 
-def _row(q: Question, reply: dict[str, Any], origin: float) -> dict[str, Any]:
+def _row(q: Question, reply: dict[str, Any], origin: float, step_s: float) -> dict[str, Any]:
+    """One answer beside its truth; the first evidence span (best score) counts when it overlaps the
+    needle's span, its last step covering `step_s` seconds after its start time."""
     from datetime import datetime
 
     answer = reply.get("answer") if reply.get("ok") else f"error: {reply['error']['code']}"
@@ -233,6 +248,9 @@ def _row(q: Question, reply: dict[str, Any], origin: float) -> dict[str, Any]:
         "correct": answer == q.answer,
         "evidence_s": spans,
         "evidence_truth_s": list(q.evidence),
+        "evidence_correct": bool(spans)
+        and spans[0][0] < q.evidence[1]
+        and spans[0][1] + step_s > q.evidence[0],
     }
 
 

@@ -118,9 +118,10 @@ class ModelSession:
 
     def _encode(self, frames: np.ndarray, times: np.ndarray) -> VisualTokens:
         """The base model's tokens; paired with the selector's embeddings when FlexSelect-Lite scores."""
+        fps = self.settings.position_fps  # the paper presets: positions as if sampled at 2 fps
         if isinstance(self.scorer, LiteScorer):
-            return encode_pair(self.scorer.selector, self.adapter, frames, times)
-        return self.adapter.encode(frames, times)
+            return encode_pair(self.scorer.selector, self.adapter, frames, times, fps=fps)
+        return self.adapter.encode(frames, times, fps=fps)
 
     def answer(self, video: EncodedVideo, prompt: str) -> AnswerResult:
         """Select visual tokens for `prompt` under the budget and generate the answer.
@@ -136,6 +137,7 @@ class ModelSession:
             grouping=s.grouping,
             max_frames_per_group=s.max_frames_per_group,
             budget_mode=s.budget_mode,
+            budget_rounding=s.budget_rounding,
         )
         pipeline = FlexSelectPipeline(
             self.adapter, self.scorer, config, max_new_tokens=self.settings.max_new_tokens

@@ -92,6 +92,7 @@ def evaluate(item: EvalItem | BadRecord, benchmark: Benchmark, session: Session)
         "subtitle_lines": None if shown is None else len(shown),
         "total_tokens": result.total_tokens,
         "kept_tokens": result.kept_tokens,
+        "budget": result.budget,  # the budget selection used (after rounding to whole frames)
         "video_cached": cached,
         "time_ms": round(elapsed, 2),
         "timings_ms": {k: round(v, 2) for k, v in timings.items()},

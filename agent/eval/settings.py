@@ -17,6 +17,10 @@ PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "presets"
 DEFAULT_FRAMES = 64
 
 ScorerKind = Literal["none", "reference", "lite"]
+POSITION_FPS_HELP = (
+    "frame rate the temporal positions assume (the authors: the processor's default 2.0, one second per "
+    "Qwen temporal step, whatever the sampling rate); None: the real sampling rate"
+)
 
 
 class Sampling(BaseModel):
@@ -61,6 +65,9 @@ class Selection(BaseModel):
     grouping: Literal["contiguous", "interleaved"] = "interleaved"
     max_frames_per_group: int = Field(64, ge=1)
     budget_mode: Literal["global", "per_group"] = "per_group"
+    budget_rounding: Literal["exact", "frames"] = Field(
+        "frames", description="frames: round up to whole frames, floor(budget/groups) each (the authors)"
+    )
 
 
 class Preset(BaseModel):
@@ -72,6 +79,7 @@ class Preset(BaseModel):
     model: str
     sampling: Sampling
     max_pixels: int | None = Field(None, ge=1, description="per-frame pixel cap for the video processor")
+    position_fps: float | None = Field(None, gt=0, description=POSITION_FPS_HELP)
     selection: Selection = Selection()
 
 
@@ -87,6 +95,7 @@ class RunSettings(BaseModel):
     preset: str | None = None
     sampling: Sampling = Sampling(frames=DEFAULT_FRAMES)
     max_pixels: int | None = None
+    position_fps: float | None = Field(None, gt=0, description=POSITION_FPS_HELP)
     selection: Selection = Selection()
     max_new_tokens: int = Field(1, ge=1)
     dtype: str = "auto"
@@ -148,9 +157,9 @@ def resolve(
 ) -> RunSettings:
     """The preset (or the defaults) with every non-None override applied.
 
-    `overrides` keys: model, scorer, selector, frames, fps, max_frames, max_pixels, max_new_tokens,
-    dtype and the `Selection` field names. `frames` replaces fps sampling and `fps` replaces a fixed
-    frame count.
+    `overrides` keys: model, scorer, selector, frames, fps, max_frames, max_pixels, position_fps,
+    max_new_tokens, dtype and the `Selection` field names. `frames` replaces fps sampling and `fps`
+    replaces a fixed frame count.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     sampling = (preset.sampling if preset else Sampling(frames=DEFAULT_FRAMES)).model_dump()
@@ -174,6 +183,7 @@ def resolve(
             preset=preset_name,
             sampling=Sampling(**sampling),
             max_pixels=given.get("max_pixels", preset.max_pixels if preset else None),
+            position_fps=given.get("position_fps", preset.position_fps if preset else None),
             selection=Selection(**selection),
             max_new_tokens=given.get("max_new_tokens", default_max_new_tokens),
             dtype=given.get("dtype", "auto"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from flexselect.adapters import VideoLLMAdapter
-from flexselect.config import SelectionConfig
+from flexselect.config import SelectionConfig, SelectionStyle
 from flexselect.lite import LiteScorer, LiteSelector, check_compatible, encode_pair
 from flexselect.pipeline import AnswerResult, FlexSelectPipeline
 
@@ -23,11 +23,12 @@ class LiteMethod:
         budget: int,
         layer: int | None,
         max_new_tokens: int,
+        selection: SelectionStyle = "paper",
     ) -> None:
         check_compatible(selector, adapter)
         self.adapter = adapter
         self.selector = selector.to(adapter.device).eval()
-        config = SelectionConfig(budget=budget, layer=layer)
+        config = SelectionConfig.styled(selection, budget=budget, layer=layer)
         self.pipeline = FlexSelectPipeline(
             adapter, LiteScorer(self.selector), config, max_new_tokens=max_new_tokens
         )
@@ -37,7 +38,9 @@ class LiteMethod:
         return self.pipeline.answer_tokens(tokens, question)
 
 
-def lite_method(ctx: object, selector_dir: str | Path, *, max_new_tokens: int = 8) -> LiteMethod:
+def lite_method(
+    ctx: object, selector_dir: str | Path, *, max_new_tokens: int = 8, selection: SelectionStyle = "paper"
+) -> LiteMethod:
     """The benchmark's `lite` entry: `ctx` is `agent.toy.bench.BenchContext` (adapter, budget, layer)."""
     selector = LiteSelector.load(selector_dir, device=ctx.adapter.device)  # type: ignore[attr-defined]
     return LiteMethod(
@@ -46,4 +49,5 @@ def lite_method(ctx: object, selector_dir: str | Path, *, max_new_tokens: int = 
         budget=ctx.budget,  # type: ignore[attr-defined]
         layer=ctx.layer,  # type: ignore[attr-defined]
         max_new_tokens=max_new_tokens,
+        selection=selection,
     )

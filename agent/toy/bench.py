@@ -1,7 +1,11 @@
 """The needle benchmark: accuracy and time of answering methods on held-out seeded needle videos.
 
 Methods form a table of factories (`lite`, FlexSelect-Lite, needs a selector directory). Every method
-answers through `FlexSelectPipeline`, from the same decoded frames, with a token budget.
+answers through `FlexSelectPipeline`, from the same decoded frames, with a token budget. Methods that
+score tokens run once per selection style on the same videos: "paper" (interleaved groups, an equal
+share per group, budget rounded to whole frames; what `answer` and `eval` use) and "stream" (contiguous
+groups, one global top-K; what a stream's memory uses). Besides answer accuracy, a row reports how often
+the first (best-scoring) evidence span overlaps the needle the question asked about.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from agent.toy.plots import row_label
 from agent.toy.videos import NeedleCase, WorldVideos, decode, write_cases
 from flexselect.adapters import VideoLLMAdapter
-from flexselect.config import SelectionConfig
+from flexselect.config import SelectionConfig, SelectionStyle
 from flexselect.pipeline import AnswerResult, FlexSelectPipeline
 from flexselect.ranking import ReferenceScorer
 from flexselect.types import Prompt, VisualTokens
@@ -32,8 +37,8 @@ BENCH_SEED = 900_000  # world seeds of the benchmark videos (training never sees
 
 @dataclass(frozen=True)
 class BenchContext:
-    """What a method may use: the model, the token budget (and its worth in frames), layer, seed, and the
-    FlexSelect-Lite selector directory (None: `lite` cannot run)."""
+    """What a method may use: the model, the token budget (and its worth in frames), layer, seed, the
+    FlexSelect-Lite selector directory (None: `lite` cannot run) and the selection style."""
 
     adapter: VideoLLMAdapter
     budget: int
@@ -41,6 +46,7 @@ class BenchContext:
     layer: int
     seed: int
     selector: Path | None = None
+    selection: SelectionStyle = "paper"
 
 
 class Method(Protocol):
@@ -74,7 +80,7 @@ class UniformFrames:
 
 
 def _pipeline(ctx: BenchContext, scorer: Any, budget: int) -> FlexSelectPipeline:
-    config = SelectionConfig(budget=budget, layer=ctx.layer)
+    config = SelectionConfig.styled(ctx.selection, budget=budget, layer=ctx.layer)
     return FlexSelectPipeline(ctx.adapter, scorer, config, max_new_tokens=MAX_NEW_TOKENS)
 
 
@@ -83,7 +89,7 @@ def _lite(ctx: BenchContext) -> Method:
 
     if ctx.selector is None:
         raise ValueError("the lite method needs a selector directory")
-    return lite_method(ctx, ctx.selector, max_new_tokens=MAX_NEW_TOKENS)
+    return lite_method(ctx, ctx.selector, max_new_tokens=MAX_NEW_TOKENS, selection=ctx.selection)
 
 
 METHODS: dict[str, Callable[[BenchContext], Method]] = {
@@ -93,6 +99,23 @@ METHODS: dict[str, Callable[[BenchContext], Method]] = {
     "reference": lambda ctx: _pipeline(ctx, ReferenceScorer(ctx.adapter, layer=ctx.layer), ctx.budget),
     "lite": _lite,
 }
+SCORED = ("random", "reference", "lite")  # methods whose selection style matters
+SELECTIONS: tuple[SelectionStyle, ...] = ("paper", "stream")
+
+
+def first_evidence_hits(result: AnswerResult, case: NeedleCase, step_s: float) -> bool | None:
+    """Whether the first evidence span overlaps a needle the question asked about (None: no scores, so no
+    ranking). A span's last step covers `step_s` seconds after its start time."""
+    if result.selection is None or not result.evidence:
+        return None if result.selection is None else False
+    best = result.evidence[0]
+    return any(best.start < end and best.end + step_s > start for start, end in case.spans)
+
+
+def step_seconds(adapter: VideoLLMAdapter, times: np.ndarray) -> float:
+    """Seconds one token's frame (a temporal patch of frames for Qwen) covers at these frame times."""
+    spacing = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    return int(getattr(adapter, "temporal_patch", 1)) * spacing
 
 
 def tokens_per_frame(adapter: VideoLLMAdapter, side: int) -> float:
@@ -101,9 +124,14 @@ def tokens_per_frame(adapter: VideoLLMAdapter, side: int) -> float:
     return len(adapter.encode(frames, np.arange(4) / 2.0)) / 4
 
 
-def run_method(method: Method, cases: list[tuple[NeedleCase, np.ndarray, np.ndarray]]) -> dict[str, Any]:
-    """Answer every case; accuracy (exact answers), mean seconds per question, per-kind accuracy."""
+def run_method(
+    method: Method, cases: list[tuple[NeedleCase, np.ndarray, np.ndarray]], step_s: float = 1.0
+) -> dict[str, Any]:
+    """Answer every case; accuracy (exact answers), mean seconds per question, per-kind accuracy, the share
+    whose first evidence span overlaps the asked needle (None without scores), the budgets used."""
     hits: dict[str, list[bool]] = defaultdict(list)
+    first: list[bool] = []
+    budgets: set[int] = set()
     seconds = 0.0
     failed = 0
     for case, frames, times in cases:
@@ -116,9 +144,16 @@ def run_method(method: Method, cases: list[tuple[NeedleCase, np.ndarray, np.ndar
             continue
         seconds += time.perf_counter() - start
         hits[case.question.kind].append(result.answer == case.question.answer)
+        found = first_evidence_hits(result, case, step_s)
+        if found is not None:
+            first.append(found)
+        if result.budget is not None:
+            budgets.add(result.budget)
     n = sum(len(v) for v in hits.values())
     return {
         "accuracy": round(sum(sum(v) for v in hits.values()) / n, 4) if n else None,
+        "evidence_first": round(sum(first) / len(first), 4) if first else None,
+        "budget_used": sorted(budgets),
         "n": n,
         "seconds": round(seconds / n, 4) if n else None,
         "failed": failed,
@@ -140,25 +175,39 @@ def needle_bench(
     size: int,
     seed: int = BENCH_SEED,
     selector: Path | None = None,
+    selections: tuple[SelectionStyle, ...] = SELECTIONS,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows {method, frames, budget, accuracy, n, seconds, failed, by_kind} per frame count and method."""
-    ctx = BenchContext(
-        adapter=adapter, budget=budget, budget_frames=budget_frames, layer=layer, seed=seed, selector=selector
-    )
+    """Rows {method, selection, frames, budget, budget_used, accuracy, evidence_first, n, seconds, failed,
+    by_kind} per frame count, method and (for scored methods) selection style in `selections`."""
     rows = []
     for frames in frame_counts:
         spec = WorldVideos(frames=frames, size=size)
         cases = write_cases(videos / f"{frames}f", spec, count=n, seed=seed + 100_000 * frames, kinds=kinds)
         decoded = [(case, *decode(case)) for case in cases]
+        step_s = step_seconds(adapter, decoded[0][2]) if decoded else 1.0
         for name in methods:
-            row = {
-                "method": name,
-                "frames": frames,
-                "budget": budget,
-                **run_method(METHODS[name](ctx), decoded),
-            }
-            rows.append(row)
-            if progress is not None:
-                progress(f"{name:>9} {frames:>5} frames: accuracy {row['accuracy']} over {row['n']}")
+            for style in selections if name in SCORED else (None,):
+                ctx = BenchContext(
+                    adapter=adapter,
+                    budget=budget,
+                    budget_frames=budget_frames,
+                    layer=layer,
+                    seed=seed,
+                    selector=selector,
+                    selection=style or "paper",
+                )
+                row = {
+                    "method": name,
+                    "selection": style,
+                    "frames": frames,
+                    "budget": budget,
+                    **run_method(METHODS[name](ctx), decoded, step_s),
+                }
+                rows.append(row)
+                if progress is not None:
+                    progress(
+                        f"{row_label(row):>18} {frames:>5} frames: accuracy {row['accuracy']}, first "
+                        f"evidence on the needle {row['evidence_first']} over {row['n']}"
+                    )
     return rows

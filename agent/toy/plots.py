@@ -40,12 +40,17 @@ def plot_calibration(
     return path
 
 
+def row_label(row: dict[str, Any]) -> str:
+    """A needle-benchmark row's method, with its selection style when it has one ("reference (stream)")."""
+    return row["method"] if not row.get("selection") else f"{row['method']} ({row['selection']})"
+
+
 def plot_accuracy(path: Path, results: list[dict[str, Any]], title: str) -> Path:
-    """Accuracy against frames (log scale), one line per method; returns `path`."""
+    """Accuracy against frames (log scale), one line per method (and selection style); returns `path`."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
-    for method in dict.fromkeys(r["method"] for r in results):
-        rows = sorted((r for r in results if r["method"] == method and r["n"]), key=lambda r: r["frames"])
+    for method in dict.fromkeys(row_label(r) for r in results):
+        rows = sorted((r for r in results if row_label(r) == method and r["n"]), key=lambda r: r["frames"])
         ax.plot([r["frames"] for r in rows], [r["accuracy"] for r in rows], marker="o", label=method)
     ax.set_xscale("log", base=2)
     frames = sorted({r["frames"] for r in results})

@@ -21,6 +21,7 @@ from torch import nn
 from transformers import AutoModelForImageTextToText, AutoProcessor, DynamicCache, PreTrainedModel
 
 from flexselect.config import Aggregation, default_reference_layer
+from flexselect.positions import capped_gaps
 from flexselect.transfer import gather_rows, layout_rows
 from flexselect.types import Answer, Prompt, Sequence, TokenKind, VisualTokens
 from flexselect.vision_attention import enable_batched_vision_attention
@@ -87,6 +88,7 @@ class VideoLLMAdapter(ABC):
     family: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]]
     mrope: ClassVar[bool] = False  # positions are (3, 1, S) rather than (1, S)
+    rows_follow_time: ClassVar[bool] = False  # M-RoPE height/width rows start at each frame's position
 
     def __init__(self, model: PreTrainedModel, processor: Any) -> None:
         enable_batched_vision_attention(model)  # one attention call per vision layer (Qwen families, sdpa)
@@ -131,6 +133,19 @@ class VideoLLMAdapter(ABC):
     @property
     def max_positions(self) -> int:
         return int(self.text_config.max_position_embeddings)
+
+    @property
+    def trained_positions(self) -> int:
+        """Positions the model reads reliably: the checkpoint's `flexselect_trained_positions` (config.json;
+        the toy sets the span its training clips covered), else its `max_position_embeddings` (what a
+        family's checkpoints were trained to, e.g. 128,000 for Qwen2.5-VL-7B). Never above the latter.
+        Answer sequences longer than this get their long gaps compressed (`flexselect.positions`)."""
+        trained = getattr(self.config, "flexselect_trained_positions", None)
+        if trained is None:
+            return self.max_positions
+        if int(trained) < 1:
+            raise ValueError(f"flexselect_trained_positions must be positive, got {trained}")
+        return min(int(trained), self.max_positions)
 
     def default_layer(self) -> int:
         """The reference layer used when none is configured: the checkpoint's calibrated layer
@@ -273,9 +288,11 @@ class VideoLLMAdapter(ABC):
 
         Positions are computed on all of `tokens` and then gathered, so kept tokens keep their original
         positions and the suffix keeps its place after the whole span. If that would exceed the model's
-        position range, the kept tokens are renumbered compactly instead. With `kept_rows` (the rows
-        `keep` in full), `tokens` need carry only the span's metadata: the embeddings and deepstack come
-        from `kept_rows`, so a caller reads the embeddings of only the rows it keeps.
+        trained range (`trained_positions`), the kept tokens keep their order and the spacing of nearby
+        tokens while long gaps between them are compressed until the sequence fits
+        (`flexselect.positions.capped_gaps`). With `kept_rows` (the rows `keep` in full), `tokens` need
+        carry only the span's metadata: the embeddings and deepstack come from `kept_rows`, so a caller
+        reads the embeddings of only the rows it keeps.
         """
         if kept_rows is not None and (keep is None or len(kept_rows) != len(keep)):
             raise AdapterError("kept_rows needs `keep` and one row per kept index")
@@ -285,9 +302,15 @@ class VideoLLMAdapter(ABC):
         kept = layout_rows(tokens, keep)  # the embeddings go to the device on their own (gather_rows)
         if keep is not None:
             offsets = offsets[:, keep]
-        if p + extent + t > self.max_positions:
-            # The original timeline does not fit the model: renumber the kept tokens compactly.
-            offsets, extent = self.visual_positions(kept, compact=True)
+        if p + extent + t > self.trained_positions:
+            # The original timeline does not fit what the model was trained on: compress its long gaps.
+            room = self.trained_positions - p - t
+            if room < 1:
+                raise ValueError(
+                    f"the prompt alone ({p + t} tokens) fills the model's {self.trained_positions} trained "
+                    "positions; shorten the question"
+                )
+            offsets, extent = capped_gaps(offsets, room, rows_follow=self.rows_follow_time)
         rows = offsets.shape[0]
         prefix_pos = torch.arange(p).view(1, -1).expand(rows, -1)
         suffix_pos = (p + extent + torch.arange(t)).view(1, -1).expand(rows, -1)

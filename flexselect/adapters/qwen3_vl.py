@@ -28,6 +28,7 @@ class Qwen3VLAdapter(VideoLLMAdapter):
     family = "qwen3_vl"
     model_types = ("qwen3_vl",)
     mrope = True
+    rows_follow_time = True
 
     @functools.cached_property
     def video_placeholder(self) -> str:

@@ -66,11 +66,13 @@ def test_a_saved_checkpoint_answers_with_json(family, tmp_path, video, capsys):
     )
     result = json.loads(out)
     assert code == 0
-    assert result["kept_tokens"] == 10
+    assert result["kept_tokens"] == result["budget"]["used"] >= 10  # the paper's: up to whole frames
+    assert (result["budget"]["requested"], result["budget"]["grouping"]) == (10, "interleaved")
     assert result["total_tokens"] > 10
     assert set(result["timings_ms"]) == {"decode", "encode", "select", "prefill", "generate"}
     assert all(0.0 <= span["start"] <= span["end"] <= 10.0 for span in result["evidence"])
-    assert 1 <= sum(span["tokens"] for span in result["evidence"]) <= 10  # kept tokens scoring near the best
+    evidence = sum(span["tokens"] for span in result["evidence"])
+    assert 1 <= evidence <= result["kept_tokens"]  # kept tokens scoring near the best
     assert isinstance(result["answer"], str)
 
 
@@ -86,9 +88,30 @@ def test_a_lite_selector_selects_the_budget_and_reports_its_evidence(checkpoint,
     )  # fmt: skip
     result = json.loads(out)
     assert code == 0
-    assert (result["kept_tokens"], result["total_tokens"]) == (10, 8 * 4)
-    assert 1 <= sum(span["tokens"] for span in result["evidence"]) <= 10
+    assert (result["kept_tokens"], result["total_tokens"]) == (12, 8 * 4)  # 10 up to 3 steps of 4 tokens
+    assert 1 <= sum(span["tokens"] for span in result["evidence"]) <= 12
     assert "select" in result["timings_ms"]
+
+
+def test_the_stream_selection_keeps_the_exact_budget_and_says_so(checkpoint, video, capsys):
+    argv = ["--model", str(checkpoint), "--video", str(video), "--question", "what color?", "--frames", "16"]
+    code, out, _ = answer(
+        capsys, *argv, "--budget", "10", "--selection", "stream", "--max-new-tokens", "1", "--json"
+    )
+    result = json.loads(out)
+    assert code == 0
+    assert result["kept_tokens"] == 10
+    assert result["budget"] == {
+        "requested": 10,
+        "used": 10,
+        "per_group": None,
+        "groups": 1,
+        "grouping": "contiguous",
+        "mode": "global",
+        "rounding": "exact",
+    }
+    scores = [span["score"] for span in result["evidence"]]
+    assert scores == sorted(scores, reverse=True)  # best first
 
 
 def test_fps_sampling_takes_frames_per_second_of_video(checkpoint, video, capsys):

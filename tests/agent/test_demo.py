@@ -64,6 +64,15 @@ def test_the_evidence_of_every_right_answer_reaches_within_two_seconds_of_its_ne
 
 
 @pytest.mark.slow
+def test_the_first_evidence_span_is_counted_like_the_answer(report):
+    assert report["evidence_correct"] == sum(row["evidence_correct"] for row in report["answers"])
+    assert report["evidence_correct"] / report["asked"] >= 0.8
+    for row in report["answers"]:
+        (start, end), (a, b) = (row["evidence_s"] or [(float("inf"), 0.0)])[0], row["evidence_truth_s"]
+        assert row["evidence_correct"] == (start < b and end + 1.0 > a)  # its last 2-frame step: 1 s
+
+
+@pytest.mark.slow
 def test_the_evidence_leaves_out_part_of_the_recording(report):
     """At the default budget (32 temporal steps' worth) FlexSelect keeps about half of a minute."""
     covered = [sum(end - start for start, end in row["evidence_s"]) for row in report["answers"]]

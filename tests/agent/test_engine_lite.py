@@ -64,8 +64,9 @@ async def test_answers_select_with_the_selector_over_the_tokens_read_from_memory
     keep = torch.topk(scores, 8).indices.sort().values
     assert (answer.retained_tokens, answer.used_tokens) == (32, 8)
     assert {e.stream_id for e in answer.evidence} == {"cam"}
-    assert spans([e.span for e in answer.evidence]) == spans(
-        evidence_spans(retained.select(keep), scores[keep], min_share=0.1)
+    ranked = LiteScorer(engine.selector).score(engine.adapter.prompt(QUESTION), retained.select(keep))
+    assert spans([e.span for e in answer.evidence]) == spans(  # the kept tokens ranked together
+        evidence_spans(retained.select(keep), ranked, min_share=0.1)
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agent.config import ModelSection
-from agent.engine import ChunkInput, Engine
+from agent.engine import ChunkInput, Engine, merge_streams
 from agent.memory import MemoryConfig, open_memory
 from agent.memory.config import RetentionConfig
 from agent.selector_caches import SelectorCaches, row_keys
@@ -206,11 +206,15 @@ async def test_a_multi_stream_answer_ranks_both_streams_by_their_cached_scores(e
     answer = engine.answer(QUESTION, [("cam", cam), ("door", door)], 8)
     keep = torch.topk(expected, 8).indices.sort().values
     assert (answer.retained_tokens, answer.used_tokens) == (32, 8)
+    merged, _ = merge_streams([cam, door])
+    assert engine.selector is not None
+    ranked = LiteScorer(engine.selector).score(engine.adapter.prompt(QUESTION), merged.select(keep))
     wanted = []
     for i, (stream, tokens) in enumerate([("cam", cam), ("door", door)]):
-        mine = keep[(keep >= 16 * i) & (keep < 16 * (i + 1))] - 16 * i
+        ours = (keep >= 16 * i) & (keep < 16 * (i + 1))
+        mine = keep[ours] - 16 * i
         if len(mine):
-            found = evidence_spans(tokens.select(mine), expected[mine + 16 * i], min_share=0.1)
+            found = evidence_spans(tokens.select(mine), ranked[ours], min_share=0.1)
             wanted += [(stream, s.start, s.end, s.tokens) for s in found]
     got = [(e.stream_id, e.span.start, e.span.end, e.span.tokens) for e in answer.evidence]
     assert sorted(got) == sorted(wanted) and wanted

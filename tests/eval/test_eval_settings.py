@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.eval.model import apply_pixel_cap, default_budget
+from agent.eval.model import ModelSession, apply_pixel_cap, default_budget
 from agent.eval.settings import (
     PRESET_DIR,
     PresetError,
@@ -46,6 +46,36 @@ def test_qwen_7b_preset_has_the_published_numbers():
         20,
         "max",
     )
+
+
+@pytest.mark.parametrize("name", ["qwen2_5_vl_7b", "qwen2_5_vl_72b"])
+def test_qwen_presets_place_positions_at_one_second_per_step_and_round_the_budget_as_the_authors(name):
+    preset = load_preset(name)
+    assert preset.position_fps == 2.0  # the processor's default fps: the authors' positions
+    assert (preset.selection.grouping, preset.selection.budget_mode, preset.selection.budget_rounding) == (
+        "interleaved",
+        "per_group",
+        "frames",
+    )
+
+
+def test_the_position_fps_sets_one_second_per_step_for_a_video_sampled_at_one_fps(checkpoint):
+    settings = resolve(
+        benchmark="mlvu",
+        preset=load_preset("qwen2_5_vl_7b"),
+        preset_name="qwen2_5_vl_7b",
+        overrides={"model": str(checkpoint), "scorer": "none"},
+        default_max_new_tokens=1,
+    )
+    model = ModelSession(
+        load_adapter(checkpoint, dtype="float32"), settings.model_copy(update={"max_pixels": None})
+    )
+    tokens = model._encode(np.zeros((4, 56, 56, 3), dtype=np.uint8), np.arange(4.0))  # 1 fps
+    assert tokens.seconds_per_step == 1.0  # 2 frames / 2 fps, not 2 frames / 1 fps
+    plain = load_adapter(checkpoint, dtype="float32").encode(
+        np.zeros((4, 56, 56, 3), np.uint8), np.arange(4.0)
+    )
+    assert plain.seconds_per_step == 2.0
 
 
 def test_an_unknown_preset_names_the_shipped_ones():

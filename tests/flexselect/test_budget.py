@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flexselect.budget import frame_groups, top_k
+from flexselect.budget import frame_groups, rounded_budget, select, top_k
 from flexselect.config import SelectionConfig
 from flexselect.types import TokenKind, VisualTokens
 
@@ -61,6 +61,39 @@ def test_per_group_budget_gives_each_group_an_equal_share():
     scores = torch.tensor([0.9, 0.8, 0.7, 0.1, 0.2, 0.3])
     kept = top_k(scores, [torch.arange(3), torch.arange(3, 6)], 4, "per_group")
     assert kept.tolist() == [0, 1, 4, 5]
+
+
+def test_the_authors_rounding_takes_whole_frames_and_the_floor_share_per_group():
+    tokens = tokens_of(8, 3)
+    assert rounded_budget(7, tokens, "frames") == 9  # up to three whole frames of 3 tokens
+    assert rounded_budget(7, tokens, "exact") == 7
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.1, 0.2, 0.3, 0.0, 0.5])
+    groups = [torch.arange(3), torch.arange(3, 7), torch.tensor([7])]
+    kept = top_k(scores, groups, 7, "per_group", remainder=False)
+    assert kept.tolist() == [0, 1, 4, 5, 7]  # floor(7 / 3) = 2 each; the 1-token group keeps its one
+
+
+class ByIndex:
+    name = "by-index"
+
+    def score(self, prompt, tokens):
+        return tokens.frame.float()
+
+
+def test_the_paper_selection_reports_the_budget_it_used():
+    config = SelectionConfig.styled("paper", budget=7, max_frames_per_group=4)
+    assert (config.grouping, config.budget_mode, config.budget_rounding) == (
+        "interleaved",
+        "per_group",
+        "frames",
+    )
+    selection = select(ByIndex(), None, tokens_of(8, 3), config, max_group_tokens=100)  # type: ignore[arg-type]
+    assert (selection.budget, selection.per_group, len(selection.groups)) == (9, 4, 2)
+    assert len(selection.index) == 8  # 2 groups x floor(9 / 2) = 4: the authors drop the remainder
+    stream = select(
+        ByIndex(), None, tokens_of(8, 3), SelectionConfig.styled("stream", budget=7), max_group_tokens=100
+    )  # type: ignore[arg-type]
+    assert (stream.budget, stream.per_group, len(stream.index)) == (7, None, 7)
 
 
 def test_a_budget_covering_everything_keeps_everything():

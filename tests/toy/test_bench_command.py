@@ -14,7 +14,17 @@ from agent.selector import TOY_SELECTOR_DIR
 from agent.toy.bench import RandomScorer
 from flexselect.types import Prompt, VisualTokens
 
-KEYS = {"method", "frames", "budget", "accuracy", "n", "seconds"}
+KEYS = {
+    "method",
+    "selection",
+    "frames",
+    "budget",
+    "budget_used",
+    "accuracy",
+    "evidence_first",
+    "n",
+    "seconds",
+}
 
 
 def bench(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -36,10 +46,23 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, object]:
 def test_json_holds_every_method_at_every_length(small):
     code, report, _ = small
     assert code == 0
-    assert [(r["method"], r["frames"]) for r in report["results"]] == [
-        (m, f) for f in (16, 64) for m in ("all", "uniform", "random", "reference", "lite")
+    scored = [(m, s) for m in ("random", "reference", "lite") for s in ("paper", "stream")]
+    methods = [("all", None), ("uniform", None), *scored]
+    assert [(r["method"], r["selection"], r["frames"]) for r in report["results"]] == [
+        (m, s, f) for f in (16, 64) for m, s in methods
     ]
     assert all(set(r) == KEYS and r["n"] == 8 and 0.0 <= r["accuracy"] <= 1.0 for r in report["results"])
+
+
+@pytest.mark.slow
+def test_scored_methods_say_how_often_their_first_evidence_is_on_the_needle(small):
+    _, report, _ = small
+    for r in report["results"]:
+        if r["selection"] is None:  # nothing scored, nothing ranked
+            assert r["evidence_first"] is None and r["budget_used"] == []
+        else:
+            assert 0.0 <= r["evidence_first"] <= 1.0
+            assert r["budget_used"] == [32]  # 8 whole temporal steps of 4 tokens: rounding keeps it
 
 
 @pytest.mark.slow
@@ -72,7 +95,11 @@ def test_a_model_without_a_selector_runs_every_other_method_and_says_why(capsys,
     code, _, _ = bench(capsys, *argv, "--methods", "all,reference")
     saved = json.loads((tmp_path / "needle.json").read_text())
     assert code == 0
-    assert [r["method"] for r in saved["results"]] == ["all", "reference"]
+    assert [(r["method"], r["selection"]) for r in saved["results"]] == [
+        ("all", None),
+        ("reference", "paper"),
+        ("reference", "stream"),
+    ]
     why = "no --selector given (a FlexSelect-Lite selector trained for this model)"
     assert saved["omitted"] == {"lite": why}
 
