@@ -25,7 +25,7 @@ from flexselect.batch_scoring import score_many
 from flexselect.budget import Scorer, top_k
 from flexselect.config import SelectionConfig
 from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorError, encode_pair
-from flexselect.pipeline import EvidenceSpan, FlexSelectPipeline, evidence_spans, ranking_scores
+from flexselect.pipeline import EvidenceSpan, FlexSelectPipeline, evidence_spans
 from flexselect.ranking import ReferenceScorer
 from flexselect.types import Prompt, VisualTokens
 
@@ -281,11 +281,9 @@ class Engine:
         self.check_positions(prompt, merged, keep)
         seq = self.adapter.build_sequence(prompt, merged, None if len(keep) == len(merged) else keep)
         generated = self.adapter.generate(seq, max_new_tokens=self.config.max_new_tokens)
-        start = self._now()
-        assert self.scorer is not None  # the cached groups' scores do not compare: rank the kept together
-        ranked = ranking_scores(self.scorer, prompt, merged.select(keep))
-        timings = {"select": select_ms, "rank": (self._now() - start) * 1e3, **generated.timings_ms}
-        return generated.text, keep, ranked, timings
+        # The cached path is the agent's fast path: its evidence is ordered by the cache's scores, as the
+        # kept-rows path (agent/kept_rows.py) does, rather than by a second selector pass over the kept rows.
+        return generated.text, keep, scores, {"select": select_ms, **generated.timings_ms}
 
     def check_positions(self, prompt: Prompt, merged: VisualTokens, keep: torch.Tensor) -> None:
         """ValueError when every token is kept and the sequence exceeds the model's positions."""

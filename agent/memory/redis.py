@@ -629,7 +629,8 @@ class RedisTokenMemory:
         low = "-inf" if since is None else repr(float(since))
         high = "+inf" if until is None else repr(float(until))
         args = [self._prefix, stream_id, low, high, layout.width]
-        reply = await self._io(self._scripts["layout"](args=args))
+        keys = self.keys.script_keys(stream_id)
+        reply = await self._io(self._scripts["layout"](keys=keys, args=args))
         self._bytes_read += sum(len(part) for part in reply)
         metas, chunks, slots = [], [], []
         for chunk, entries in zip(reply[0::2], reply[1::2], strict=True):
@@ -658,7 +659,9 @@ class RedisTokenMemory:
             part = index[start : start + step]
             args = [self._prefix, layout.stream_id, stored.width, record_head(stored), requests(layout, part)]
             async with self._readers:
-                status, payload = await self._io(self._scripts["rows"](args=args))
+                status, payload = await self._io(
+                    self._scripts["rows"](keys=self.keys.script_keys(layout.stream_id), args=args)
+                )
             if status == b"gone":
                 raise RowsGoneError(
                     f"row {int(part[int(payload)])} of stream {layout.stream_id!r} was evicted since its "

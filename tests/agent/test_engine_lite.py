@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -64,9 +65,8 @@ async def test_answers_select_with_the_selector_over_the_tokens_read_from_memory
     keep = torch.topk(scores, 8).indices.sort().values
     assert (answer.retained_tokens, answer.used_tokens) == (32, 8)
     assert {e.stream_id for e in answer.evidence} == {"cam"}
-    ranked = LiteScorer(engine.selector).score(engine.adapter.prompt(QUESTION), retained.select(keep))
-    assert spans([e.span for e in answer.evidence]) == spans(  # the kept tokens ranked together
-        evidence_spans(retained.select(keep), ranked, min_share=0.1)
+    assert spans([e.span for e in answer.evidence]) == spans(  # the cached path ranks by the cache's scores
+        evidence_spans(retained.select(keep), scores[keep], min_share=0.1)
     )
 
 
@@ -149,6 +149,11 @@ async def test_a_restarted_lite_agent_answers_the_same_way_from_redis(
         remembered = (await app.memory.read(["cam"]))["cam"].tokens
     assert first["ok"] is True and second["ok"] is True
     assert second["answer"] == first["answer"]
-    assert second["evidence"] == first["evidence"]
+    assert picture_paths(second["evidence"]) == picture_paths(first["evidence"])  # each run has its own port
     assert second["tokens"] == first["tokens"] == {"retained": 32, "used": 16}
     assert isinstance(remembered, PairedTokens) and len(remembered) == 32
+
+
+def picture_paths(evidence: list[dict]) -> list[dict]:
+    """Evidence with each picture URL reduced to its path: a restarted agent listens on another port."""
+    return [{**e, "picture": urlsplit(e["picture"]).path if e.get("picture") else None} for e in evidence]
