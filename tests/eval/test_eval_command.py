@@ -38,6 +38,7 @@ LINE_KEYS = {
     "video_cached",
     "time_ms",
     "timings_ms",
+    "budget",
 }
 
 
