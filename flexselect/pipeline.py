@@ -91,7 +91,7 @@ def evidence_spans(
         0, inverse, scores.float() if scores is not None else torch.zeros(len(tokens)), reduce="amax"
     )
     order = torch.argsort(first_time, stable=True)  # frames in time order
-    first_time, counts, best = first_time[order], counts[order], best[order]
+    first_time, last_time, counts, best = first_time[order], last_time[order], counts[order], best[order]
     # Frames one step apart (a temporal patch for Qwen) or closer join a run; a longer gap ends it.
     joined = first_time.diff() <= 1.5 * tokens.seconds_per_step
     spans: list[EvidenceSpan] = []
