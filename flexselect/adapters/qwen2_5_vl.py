@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from flexselect.adapters.base import AdapterError, PreparedClip, VideoClip, VideoLLMAdapter
+from flexselect.adapters.base import PreparedClip, VideoClip, VideoLLMAdapter
 from flexselect.adapters.qwen_common import (
     batched_pixels,
     padded,
+    prepare_clip,
     sampled_fps,
     unravel_grid,
     video_metadata,
@@ -56,14 +57,7 @@ class Qwen25VLAdapter(VideoLLMAdapter):
         return self.encode_prepared([self.prepare(clip)])[0]
 
     def prepare(self, clip: VideoClip) -> PreparedClip:
-        tp = self.temporal_patch
-        if clip.frame_offset % tp:
-            raise AdapterError(
-                f"frame_offset must be a multiple of the temporal patch {tp}, got {clip.frame_offset}"
-            )
-        inputs = self.processor_inputs(clip.frames, clip.times, fps=clip.fps)
-        inputs["pixel_values_videos"] = self._pinned(inputs["pixel_values_videos"])
-        return PreparedClip(clip=clip, inputs=inputs)
+        return prepare_clip(self, clip)
 
     def encode_prepared(self, prepared: list[PreparedClip]) -> list[VisualTokens]:
         if not prepared:

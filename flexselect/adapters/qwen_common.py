@@ -8,8 +8,10 @@ import numpy as np
 import torch
 from transformers.video_utils import VideoMetadata
 
+from flexselect.adapters.base import AdapterError, PreparedClip
+
 if TYPE_CHECKING:
-    from flexselect.adapters.base import PreparedClip, VideoLLMAdapter
+    from flexselect.adapters.base import VideoClip, VideoLLMAdapter
 
 
 def sampled_fps(times: np.ndarray) -> float:
@@ -43,6 +45,19 @@ def unravel_grid(steps: int, rows: int, cols: int) -> torch.Tensor:
     """(steps*rows*cols, 3) int64 (step, row, col) in the vision tower's raster output order."""
     t, r, c = torch.meshgrid(torch.arange(steps), torch.arange(rows), torch.arange(cols), indexing="ij")
     return torch.stack([t.flatten(), r.flatten(), c.flatten()], dim=1)
+
+
+def prepare_clip(adapter: VideoLLMAdapter, clip: VideoClip) -> PreparedClip:
+    """The clip's processor inputs, pixels in pinned memory, checked to start on a temporal patch: the
+    part of encoding that runs off the model thread, the same for both Qwen families."""
+    tp = adapter.temporal_patch
+    if clip.frame_offset % tp:
+        raise AdapterError(
+            f"frame_offset must be a multiple of the temporal patch {tp}, got {clip.frame_offset}"
+        )
+    inputs = adapter.processor_inputs(clip.frames, clip.times, fps=clip.fps)
+    inputs["pixel_values_videos"] = adapter._pinned(inputs["pixel_values_videos"])
+    return PreparedClip(clip=clip, inputs=inputs)
 
 
 def batched_pixels(
