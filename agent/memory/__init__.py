@@ -2,60 +2,45 @@
 
 from __future__ import annotations
 
-from agent.memory.base import (
-    AppendResult,
-    AppendStatus,
-    MemoryState,
-    MemoryStats,
-    RetainedTokens,
-    StreamStats,
-    TokenMemory,
-)
-from agent.memory.config import MemoryConfig, RedisConfig, RetentionConfig
-from agent.memory.errors import (
-    ConfigMismatchError,
-    CorruptEntryError,
-    FencedError,
-    LayoutMismatchError,
-    MemoryAuthError,
-    MemoryClosedError,
-    MemoryInputError,
-    MemoryUnavailableError,
-    TokenMemoryError,
-)
-from agent.memory.survival import retained_fraction
+import importlib
 
-__all__ = [
-    "AppendResult",
-    "AppendStatus",
-    "ConfigMismatchError",
-    "CorruptEntryError",
-    "FencedError",
-    "LayoutMismatchError",
-    "MemoryAuthError",
-    "MemoryClosedError",
-    "MemoryConfig",
-    "MemoryInputError",
-    "MemoryState",
-    "MemoryStats",
-    "MemoryUnavailableError",
-    "RedisConfig",
-    "RetainedTokens",
-    "RetentionConfig",
-    "StreamStats",
-    "TokenMemory",
-    "TokenMemoryError",
-    "open_memory",
-    "retained_fraction",
-]
+# Each public name and the module that defines it; loaded on first use so that importing a light
+# submodule (a config, the errors) does not load the heavy ones (torch, av, aiomqtt, redis).
+_EXPORTS = {
+    "AppendResult": "agent.memory.base",
+    "AppendStatus": "agent.memory.base",
+    "ConfigMismatchError": "agent.memory.errors",
+    "CorruptEntryError": "agent.memory.errors",
+    "FencedError": "agent.memory.errors",
+    "LayoutMismatchError": "agent.memory.errors",
+    "MemoryAuthError": "agent.memory.errors",
+    "MemoryClosedError": "agent.memory.errors",
+    "MemoryConfig": "agent.memory.config",
+    "MemoryInputError": "agent.memory.errors",
+    "MemoryState": "agent.memory.base",
+    "MemoryStats": "agent.memory.base",
+    "MemoryUnavailableError": "agent.memory.errors",
+    "open_memory": "agent.memory.backends",
+    "RedisConfig": "agent.memory.config",
+    "retained_fraction": "agent.memory.survival",
+    "RetainedTokens": "agent.memory.base",
+    "RetentionConfig": "agent.memory.config",
+    "StreamStats": "agent.memory.base",
+    "TokenMemory": "agent.memory.base",
+    "TokenMemoryError": "agent.memory.errors",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
-def open_memory(config: MemoryConfig) -> TokenMemory:
-    """The backend `config.backend` names, unconnected: use `async with open_memory(cfg) as memory`."""
-    if config.backend == "redis":
-        from agent.memory.redis import RedisTokenMemory
+def __getattr__(name: str) -> object:
+    """A re-exported name, imported from its defining module on first use."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
-        return RedisTokenMemory(config)
-    from agent.memory.local import LocalTokenMemory
 
-    return LocalTokenMemory(config)
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+

@@ -1,69 +1,56 @@
 """Questions, answers, watches and health over MQTT: config, topics, messages and the broker link."""
 
-from agent.mqtt.config import BackoffConfig, MqttConfig, TlsConfig
-from agent.mqtt.connect import bounded
-from agent.mqtt.errors import (
-    ConnectError,
-    ConnectRefusedError,
-    LinkClosedError,
-    LinkError,
-    LinkTimeoutError,
-    MqttAgentError,
-    RequestError,
-    TopicError,
-)
-from agent.mqtt.inbox import IncomingMessage
-from agent.mqtt.link import LinkCounters, LinkState, MqttLink
-from agent.mqtt.messages import (
-    AnswerMessage,
-    AskRequest,
-    ErrorCode,
-    ErrorDetail,
-    ErrorMessage,
-    Evidence,
-    StreamStatus,
-    TokenCounts,
-    WatchEvent,
-    WatchList,
-    WatchRemove,
-    WatchSpec,
-    parse_ask,
-    parse_watch_add,
-    parse_watch_remove,
-)
-from agent.mqtt.topics import Topics
+from __future__ import annotations
 
-__all__ = [
-    "AnswerMessage",
-    "AskRequest",
-    "BackoffConfig",
-    "ConnectError",
-    "ConnectRefusedError",
-    "ErrorCode",
-    "ErrorDetail",
-    "ErrorMessage",
-    "Evidence",
-    "IncomingMessage",
-    "LinkClosedError",
-    "LinkCounters",
-    "LinkError",
-    "LinkState",
-    "LinkTimeoutError",
-    "MqttAgentError",
-    "MqttConfig",
-    "MqttLink",
-    "RequestError",
-    "StreamStatus",
-    "TlsConfig",
-    "TokenCounts",
-    "TopicError",
-    "Topics",
-    "WatchEvent",
-    "WatchList",
-    "WatchRemove",
-    "WatchSpec",
-    "bounded",
-    "parse_ask",
-    "parse_watch_add",
-    "parse_watch_remove",
-]
+import importlib
+
+# Each public name and the module that defines it; loaded on first use so that importing a light
+# submodule (a config, the errors) does not load the heavy ones (torch, av, aiomqtt, redis).
+_EXPORTS = {
+    "AnswerMessage": "agent.mqtt.messages",
+    "AskRequest": "agent.mqtt.messages",
+    "BackoffConfig": "agent.mqtt.config",
+    "bounded": "agent.mqtt.connect",
+    "ConnectError": "agent.mqtt.errors",
+    "ConnectRefusedError": "agent.mqtt.errors",
+    "ErrorCode": "agent.mqtt.errors",
+    "ErrorDetail": "agent.mqtt.messages",
+    "ErrorMessage": "agent.mqtt.messages",
+    "Evidence": "agent.mqtt.messages",
+    "IncomingMessage": "agent.mqtt.inbox",
+    "LinkClosedError": "agent.mqtt.errors",
+    "LinkCounters": "agent.mqtt.link",
+    "LinkError": "agent.mqtt.errors",
+    "LinkState": "agent.mqtt.link",
+    "LinkTimeoutError": "agent.mqtt.errors",
+    "MqttAgentError": "agent.mqtt.errors",
+    "MqttConfig": "agent.mqtt.config",
+    "MqttLink": "agent.mqtt.link",
+    "parse_ask": "agent.mqtt.messages",
+    "parse_watch_add": "agent.mqtt.messages",
+    "parse_watch_remove": "agent.mqtt.messages",
+    "RequestError": "agent.mqtt.errors",
+    "StreamStatus": "agent.mqtt.messages",
+    "TlsConfig": "agent.mqtt.config",
+    "TokenCounts": "agent.mqtt.messages",
+    "TopicError": "agent.mqtt.errors",
+    "Topics": "agent.mqtt.topics",
+    "WatchEvent": "agent.mqtt.messages",
+    "WatchList": "agent.mqtt.messages",
+    "WatchRemove": "agent.mqtt.messages",
+    "WatchSpec": "agent.mqtt.messages",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    """A re-exported name, imported from its defining module on first use."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

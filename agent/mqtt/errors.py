@@ -12,10 +12,25 @@ MqttAgentError
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from enum import StrEnum
 
-if TYPE_CHECKING:
-    from agent.mqtt.messages import ErrorCode
+
+class ErrorCode(StrEnum):
+    """Why a request got an error answer instead of an answer."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_REQUEST = "invalid_request"
+    QUESTION_TOO_LONG = "question_too_long"
+    UNKNOWN_STREAM = "unknown_stream"
+    EMPTY_MEMORY = "empty_memory"
+    DEADLINE_PASSED = "deadline_passed"
+    QUEUE_FULL = "queue_full"
+    TOO_MANY_WATCHES = "too_many_watches"
+    MEMORY_UNAVAILABLE = "memory_unavailable"
+    SHUTTING_DOWN = "shutting_down"
+    INTERNAL = "internal"
+    NOT_FOUND = "not_found"  # HTTP only: no such stream picture, watch or path
+    UNAUTHORIZED = "unauthorized"  # HTTP only: the bearer token is missing or wrong
 
 
 class MqttAgentError(Exception):

@@ -7,7 +7,6 @@ import re
 import unicodedata
 from collections.abc import Collection
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import (
@@ -23,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.mqtt.errors import RequestError, TopicError
+from agent.mqtt.errors import ErrorCode, RequestError, TopicError
 from agent.mqtt.topics import MAX_REPLY_TOPIC_CHARS, REQUEST_ID, STREAM_NAME, Topics, check_topic
 
 DEFAULT_MAX_QUESTION_CHARS = 2000
@@ -33,24 +32,6 @@ MAX_ERROR_CHARS = 500
 MAX_JSON_DEPTH = 16  # a request is at most three levels deep; deeper input is refused before validation
 _BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})  # controls, format (zero-width), spaces
 T = TypeVar("T", bound=BaseModel)
-
-
-class ErrorCode(StrEnum):
-    """Why a request got an error answer instead of an answer."""
-
-    INVALID_JSON = "invalid_json"
-    INVALID_REQUEST = "invalid_request"
-    QUESTION_TOO_LONG = "question_too_long"
-    UNKNOWN_STREAM = "unknown_stream"
-    EMPTY_MEMORY = "empty_memory"
-    DEADLINE_PASSED = "deadline_passed"
-    QUEUE_FULL = "queue_full"
-    TOO_MANY_WATCHES = "too_many_watches"
-    MEMORY_UNAVAILABLE = "memory_unavailable"
-    SHUTTING_DOWN = "shutting_down"
-    INTERNAL = "internal"
-    NOT_FOUND = "not_found"  # HTTP only: no such stream picture, watch or path
-    UNAUTHORIZED = "unauthorized"  # HTTP only: the bearer token is missing or wrong
 
 
 def _rfc3339_only(value: Any) -> Any:
