@@ -29,8 +29,7 @@ from pydantic import (
 from agent.cluster.config import ClusterConfig
 from agent.config_checks import check_stream_uri, is_loopback, literal_uri_credentials
 from agent.homeassistant import HomeAssistantSection
-from agent.memory.config import MemoryConfig
-from agent.memory.thumbnails import PicturesConfig
+from agent.memory.config import MemoryConfig, PicturesConfig
 from agent.mqtt.config import MqttConfig
 from agent.mqtt.messages import WatchSpec
 from agent.watches import WatchLimits

@@ -13,11 +13,15 @@ import json
 import logging
 import re
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.mqtt import MqttConfig, MqttLink, WatchEvent, WatchSpec
+from agent.mqtt.config import MqttConfig
+from agent.mqtt.messages import WatchEvent, WatchSpec
+
+if TYPE_CHECKING:  # the link is handed in; only its type is named here, keeping the config import light
+    from agent.mqtt.link import MqttLink
 
 logger = logging.getLogger(__name__)
 

@@ -16,17 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agent.memory import TokenMemory
+from agent.memory.base import TokenMemory
+from agent.memory.config import PicturesConfig
 from agent.memory.errors import TokenMemoryError
 from agent.memory.thumbnails import (
-    PicturesConfig,
     PictureStore,
     PicturesUnavailableError,
     encode_jpeg,
     frame_key,
     nearest_key,
 )
-from agent.mqtt import Evidence
+from agent.mqtt.messages import Evidence
 
 logger = logging.getLogger(__name__)
 

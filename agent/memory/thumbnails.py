@@ -24,29 +24,11 @@ from typing import Any, Protocol, Self
 import numpy as np
 import redis.asyncio as aioredis
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
-from agent.memory.config import MemoryConfig
+from agent.memory.config import MemoryConfig, PicturesConfig
 
 logger = logging.getLogger(__name__)
-
-
-class PicturesConfig(BaseModel):
-    """How evidence pictures are made and kept."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = Field(True, title="Keep a JPEG thumbnail of every retained frame")
-    max_side: int = Field(320, ge=16, le=4096, title="Longest side of a thumbnail (px); smaller frames stay")
-    quality: int = Field(80, ge=10, le=95, title="JPEG quality")
-    max_per_stream: int = Field(20_000, ge=1, le=10_000_000, title="Pictures kept per stream at most")
-    sweep_every_chunks: int = Field(
-        4, ge=1, le=10_000, title="Chunks between sweeps that drop pictures whose tokens were evicted"
-    )
-    mqtt_snapshots: bool = Field(
-        False, title="Also publish the JPEG of each answer's and watch event's best evidence over MQTT"
-    )
 
 
 class PicturesUnavailableError(Exception):

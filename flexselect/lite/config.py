@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from transformers import PretrainedConfig, Qwen2Config
-from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTextConfig
-
 from flexselect.config import Aggregation
 
 FAMILIES = ("qwen2_5_vl", "qwen3_vl", "llava_onevision", "internvl")
@@ -55,51 +52,6 @@ class DecoderShape:
         head_dim = self.hidden // self.heads
         if self.mrope_section is not None and 2 * sum(self.mrope_section) != head_dim:
             raise ValueError(f"mrope_section {self.mrope_section} must sum to head_dim / 2 = {head_dim // 2}")
-
-    def hf_config(self) -> PretrainedConfig:
-        """The transformers config of the decoder (Qwen2.5-VL text model for M-RoPE, else Qwen2)."""
-        common = {
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden,
-            "intermediate_size": self.intermediate,
-            "num_hidden_layers": self.layers,
-            "num_attention_heads": self.heads,
-            "num_key_value_heads": self.kv_heads,
-            "max_position_embeddings": self.max_positions,
-            "rms_norm_eps": self.rms_norm_eps,
-            "tie_word_embeddings": False,
-            "bos_token_id": None,
-            "eos_token_id": None,
-            "pad_token_id": None,
-        }
-        if self.mrope_section is None:
-            return Qwen2Config(
-                **common, rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta}
-            )
-        rope = {
-            "rope_type": "default",
-            "rope_theta": self.rope_theta,
-            "mrope_section": list(self.mrope_section),
-        }
-        return Qwen2_5_VLTextConfig(**common, rope_parameters=rope)
-
-    @classmethod
-    def from_hf_config(cls, config: PretrainedConfig) -> DecoderShape:
-        """Inverse of `hf_config`."""
-        rope = config.rope_parameters
-        section = rope.get("mrope_section")
-        return cls(
-            vocab_size=config.vocab_size,
-            hidden=config.hidden_size,
-            layers=config.num_hidden_layers,
-            heads=config.num_attention_heads,
-            kv_heads=config.num_key_value_heads,
-            intermediate=config.intermediate_size,
-            rope_theta=float(rope["rope_theta"]),
-            mrope_section=None if section is None else tuple(section),  # type: ignore[arg-type]
-            max_positions=config.max_position_embeddings,
-            rms_norm_eps=config.rms_norm_eps,
-        )
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLTextMod
 
 from flexselect.adapters.base import LayerInput, VideoLLMAdapter
 from flexselect.lite.config import DecoderShape, SelectorConfig
+from flexselect.lite.hf_config import decoder_shape, hf_config
 from flexselect.lite.layers import decoder_layer, rope_module
 from flexselect.lite.positions import sequence_positions, visual_offsets
 from flexselect.lite.vision import build_projector, init_projector_from_base, projector_config_for
@@ -42,7 +43,7 @@ class LiteSelector(nn.Module):
     def __init__(self, config: SelectorConfig) -> None:
         super().__init__()
         self.config = config
-        hf = config.decoder.hf_config()
+        hf = hf_config(config.decoder)
         hf._attn_implementation = "sdpa"
         self.decoder: nn.Module = Qwen2_5_VLTextModel(hf) if config.mrope else Qwen2Model(hf)
         self.projector = build_projector(config.projector, config.decoder.hidden)
@@ -171,7 +172,7 @@ class LiteSelector(nn.Module):
         """Write config.json, selector.json and model.safetensors into `directory`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(self.config.decoder.hf_config().to_json_string())
+        (directory / CONFIG_FILE).write_text(hf_config(self.config.decoder).to_json_string())
         card = {**self.config.card(), **(extra_card or {})}
         (directory / CARD_FILE).write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
@@ -194,7 +195,7 @@ class LiteSelector(nn.Module):
         try:
             hf = AutoConfig.from_pretrained(str(directory))
             card = json.loads((directory / CARD_FILE).read_text())
-            config = SelectorConfig.from_card(card, DecoderShape.from_hf_config(hf))
+            config = SelectorConfig.from_card(card, decoder_shape(hf))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SelectorError(f"cannot read the selector config in {directory}: {exc}") from exc
         selector = cls(config)
