@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from streams.backoff import BackoffConfig, move_old_keys
+
 DropPolicy = Literal["auto", "drop_oldest", "wait"]
 Transport = Literal["tcp", "udp", "udp_multicast", "http", "https"]
+
+STREAM_BACKOFF = BackoffConfig(initial_s=1.0, max_s=30.0, jitter=0.2)
+OLD_BACKOFF_KEYS = {"backoff_base_s": "initial_s", "backoff_cap_s": "max_s", "backoff_jitter": "jitter"}
 
 
 class StreamConfig(BaseModel):
@@ -64,9 +69,10 @@ class StreamConfig(BaseModel):
     stall_seconds: float = Field(
         20.0, gt=0, le=3600, description="No decoded frame for this long: reconnect."
     )
-    backoff_base_s: float = Field(1.0, gt=0, le=3600, description="First reconnect delay.")
-    backoff_cap_s: float = Field(30.0, gt=0, le=86400, description="Longest reconnect delay.")
-    backoff_jitter: float = Field(0.2, ge=0, le=1, description="Delays vary by up to this fraction.")
+    backoff: BackoffConfig = Field(
+        default_factory=lambda: STREAM_BACKOFF,
+        description="Reconnect delays (older flat keys: backoff_base_s, backoff_cap_s, backoff_jitter).",
+    )
     max_retries: int | None = Field(
         None, ge=0, description="Failed attempts in a row before a live source FAILS; None: retry forever."
     )
@@ -74,13 +80,10 @@ class StreamConfig(BaseModel):
         2.0, gt=0, le=60, description="How long aclose() waits for the decoder thread."
     )
 
-    @model_validator(mode="after")
-    def _check_backoff(self) -> Self:
-        if self.backoff_cap_s < self.backoff_base_s:
-            raise ValueError(
-                f"backoff_cap_s ({self.backoff_cap_s}) must be >= backoff_base_s ({self.backoff_base_s})"
-            )
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _old_backoff_keys(cls, data: Any) -> Any:
+        return move_old_keys(data, OLD_BACKOFF_KEYS, STREAM_BACKOFF)
 
     def frames_per_chunk(self) -> int:
         """Frames a full chunk holds at the target rate (the last chunk of a recording may hold fewer)."""

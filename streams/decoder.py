@@ -19,6 +19,7 @@ import av.error
 from av.container import InputContainer
 
 from streams.backends import open_container, translate_av_error, video_stream
+from streams.backoff import Backoff
 from streams.channel import ChunkChannel
 from streams.chunker import Chunker, FrameSampler
 from streams.clock import LiveClock, Pacer
@@ -27,7 +28,7 @@ from streams.errors import InvalidMediaError, SourceUnavailableError, StreamErro
 from streams.frames import to_rgb
 from streams.source import Chunk, StreamState, StreamStats
 from streams.uri import SourceSpec
-from streams.watchdog import Backoff, StallWatchdog
+from streams.watchdog import StallWatchdog
 
 logger = logging.getLogger(__name__)
 # At a live session's start: at most this many packets buffered while probing are read ahead, and
@@ -78,7 +79,7 @@ class DecodeWorker:
             live=live,
         )
         self._watchdog = StallWatchdog(config.stall_seconds)
-        self._backoff = Backoff(config.backoff_base_s, config.backoff_cap_s, config.backoff_jitter, rng=rng)
+        self._backoff = Backoff(config.backoff, rng=rng)
         self._clock = LiveClock()
         self._pacer = Pacer(stop) if config.realtime and not live else None
         self._decoded = 0  # frames out of the decoder since the source started

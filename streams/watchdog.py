@@ -1,8 +1,6 @@
-"""Keeping live sources alive: stall detection and capped exponential back-off with jitter."""
+"""Keeping live sources alive: stall detection (the back-off is streams.backoff)."""
 
 from __future__ import annotations
-
-import random
 
 
 class StallWatchdog:
@@ -31,36 +29,3 @@ class StallWatchdog:
     def stalled(self, now: float) -> bool:
         """Whether the source has been silent for at least `stall_seconds`."""
         return self.silent_for(now) >= self.stall_seconds
-
-
-class Backoff:
-    """Delays before reconnect attempts: base, 2x base, 4x base, ... up to cap, each +- jitter.
-
-    `failures` counts attempts that failed in a row; `reset()` after a session delivered frames.
-    """
-
-    def __init__(
-        self, base_s: float, cap_s: float, jitter: float, *, rng: random.Random | None = None
-    ) -> None:
-        if not 0 < base_s <= cap_s:
-            raise ValueError(f"need 0 < base_s <= cap_s, got base_s={base_s}, cap_s={cap_s}")
-        if not 0 <= jitter <= 1:
-            raise ValueError(f"jitter must be in [0, 1], got {jitter}")
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self.jitter = jitter
-        self.failures = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        """Record one more failure and return how long to wait before the next attempt, seconds."""
-        self.failures += 1
-        # 2**exponent overflows float past ~1000 failures in a row; the cap is reached long before.
-        exponent = min(self.failures - 1, 62)
-        delay = min(self.cap_s, self.base_s * 2.0**exponent)
-        delay *= 1.0 + self.jitter * self._rng.uniform(-1.0, 1.0)
-        return min(self.cap_s, max(0.0, delay))
-
-    def reset(self) -> None:
-        """A session succeeded: the next failure starts again from `base_s`."""
-        self.failures = 0

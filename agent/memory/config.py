@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from streams.backoff import BackoffConfig, move_old_keys
+
 KiB = 1024
 MiB = 1024 * KiB
+OLD_BACKOFF_KEYS = {"retry_initial_s": "initial_s", "retry_max_s": "max_s"}
 GiB = 1024 * MiB
 MAX_CHUNK_TOKENS = 1 << 20  # a row index is five hex digits in Redis members
 
@@ -104,8 +107,9 @@ class RedisConfig(_Model):
     )
     connect_timeout_s: float = Field(5.0, gt=0, le=120, title="TCP/TLS connect timeout (s)")
     op_timeout_s: float = Field(30.0, gt=0, le=600, title="Timeout of one Redis call (s)")
-    retry_initial_s: float = Field(0.5, gt=0, le=60, title="First reconnect delay (s); doubles per failure")
-    retry_max_s: float = Field(30.0, gt=0, le=3600, title="Longest reconnect delay (s)")
+    backoff: BackoffConfig = Field(
+        default_factory=BackoffConfig, title="Reconnect back-off (older keys: retry_initial_s, retry_max_s)"
+    )
     max_pending_chunks: int = Field(
         256, ge=0, le=1 << 20, title="Chunks buffered while Redis is away (oldest dropped beyond)"
     )
@@ -133,11 +137,12 @@ class RedisConfig(_Model):
             raise ValueError(f"TLS files are set but url={self.url!r} is not rediss://; use rediss://")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file go together; set both or neither")
-        if self.retry_max_s < self.retry_initial_s:
-            raise ValueError(
-                f"retry_max_s={self.retry_max_s} is below retry_initial_s={self.retry_initial_s}"
-            )
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_backoff_keys(cls, data: Any) -> Any:
+        return move_old_keys(data, OLD_BACKOFF_KEYS, BackoffConfig())
 
 
 class MemoryConfig(_Model):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import re
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -70,6 +69,7 @@ from agent.memory.rows_read import (
 from agent.memory.rows_read import retained_layout as layout_of_entries
 from agent.memory.scoring import FrameRef, newest_frame
 from flexselect.types import VisualTokens
+from streams.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -365,17 +365,18 @@ class RedisTokenMemory:
             self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_loop())
 
     async def _reconnect_loop(self) -> None:
-        delay = self._link.retry_initial_s
+        backoff = Backoff(self._link.backoff)
+        delay = backoff.next_delay()
         while self._state is MemoryState.UNAVAILABLE:
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            await asyncio.sleep(delay)
             try:
                 await self._handshake()
             except MemoryUnavailableError:
-                delay = min(delay * 2, self._link.retry_max_s)
+                delay = backoff.next_delay()
             except TokenMemoryError as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 logger.error("reconnecting to Redis failed: %s", exc)
-                delay = self._link.retry_max_s
+                delay = backoff.config.max_s
         if self._state is MemoryState.READY:
             logger.info("Redis at %s is back; %d appends pending", self._where(), len(self._pending))
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent.mqtt.errors import TopicError
 from agent.mqtt.topics import DEFAULT_PREFIX, Topics, check_prefix
+from streams.backoff import BackoffConfig, from_old_keys
+
+OLD_BACKOFF_KEYS = {"base_s": "initial_s", "cap_s": "max_s"}
 
 Protocol = Literal["5", "3.1.1", "auto"]
 DropPolicy = Literal["drop_oldest", "drop_newest"]
@@ -33,20 +37,6 @@ class TlsConfig(_Model):
         return self
 
 
-class BackoffConfig(_Model):
-    """Reconnect delays: base * 2**attempt, capped, then scaled by a random factor in [1-jitter, 1+jitter]."""
-
-    base_s: float = Field(0.5, gt=0, le=60, title="First reconnect delay (s)")
-    cap_s: float = Field(30.0, gt=0, le=3600, title="Longest reconnect delay (s)")
-    jitter: float = Field(0.2, ge=0, le=1, title="Relative random spread of each delay")
-
-    @model_validator(mode="after")
-    def _cap_above_base(self) -> BackoffConfig:
-        if self.cap_s < self.base_s:
-            raise ValueError(f"backoff.cap_s={self.cap_s} is below backoff.base_s={self.base_s}; raise it")
-        return self
-
-
 class MqttConfig(_Model):
     """How the agent reaches its broker; secrets arrive resolved (the config layer reads env and files)."""
 
@@ -67,7 +57,9 @@ class MqttConfig(_Model):
     keepalive_s: int = Field(30, ge=5, le=3600, title="Keep-alive interval (s)")
     connect_timeout_s: float = Field(10.0, gt=0, le=300, title="Wait for the broker's CONNACK (s)")
     publish_timeout_s: float = Field(10.0, gt=0, le=300, title="Wait for a publish/subscribe ack (s)")
-    backoff: BackoffConfig = Field(default_factory=BackoffConfig, title="Reconnect back-off")
+    backoff: BackoffConfig = Field(
+        default_factory=BackoffConfig, title="Reconnect back-off (older base_s, cap_s: initial_s, max_s)"
+    )
     max_queued_incoming: int = Field(
         4096, ge=1, le=100_000, title="Received messages held for the consumer before the drop policy acts"
     )
@@ -88,6 +80,16 @@ class MqttConfig(_Model):
             return check_prefix(value)
         except TopicError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("backoff", mode="before")
+    @classmethod
+    def _old_backoff_keys(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping) or not any(old in value for old in OLD_BACKOFF_KEYS):
+            return value
+        if any(new in value for new in OLD_BACKOFF_KEYS.values()):
+            raise ValueError("base_s and cap_s are older names of initial_s and max_s; use one name each")
+        rest = {key: item for key, item in value.items() if key not in OLD_BACKOFF_KEYS}
+        return {**from_old_keys(value, OLD_BACKOFF_KEYS, BackoffConfig()), **rest}
 
     @model_validator(mode="after")
     def _password_needs_username(self) -> MqttConfig:

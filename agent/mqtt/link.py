@@ -53,6 +53,7 @@ from agent.mqtt.errors import (
 from agent.mqtt.inbox import Inbox, IncomingMessage
 from agent.mqtt.messages import AskRequest
 from agent.mqtt.topics import Topics, check_prefix, check_topic
+from streams.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 Version = Literal["5", "3.1.1"]
@@ -555,7 +556,7 @@ class MqttLink:
 
     async def _supervise(self) -> None:
         try:
-            attempt = 0
+            backoff = Backoff(self.config.backoff, rng=self._random)
             while True:
                 client = self._client
                 if client is not None:
@@ -565,16 +566,15 @@ class MqttLink:
                     self.last_error = reason
                     logger.warning("mqtt connection lost: %s", reason)
                     await self._disconnect(client)
-                attempt += 1
                 self._set_state(LinkState.BACKING_OFF)
-                await asyncio.sleep(self._delay(attempt))
+                await asyncio.sleep(backoff.next_delay())
                 self._set_state(LinkState.CONNECTING)
                 try:
                     await self._connect_once()
-                    attempt = 0
+                    backoff.reset()
                 except LinkError as exc:
-                    if attempt % 10 == 1:  # the first failure of an outage, then every tenth
-                        logger.warning("mqtt reconnect attempt %d failed: %s", attempt, exc)
+                    if backoff.failures % 10 == 1:  # the first failure of an outage, then every tenth
+                        logger.warning("mqtt reconnect attempt %d failed: %s", backoff.failures, exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -582,8 +582,3 @@ class MqttLink:
             self.last_error = f"supervisor crashed: {exc!r}"
             self._set_state(LinkState.FAILED)
             self._inbox.close(LinkError(self.last_error))
-
-    def _delay(self, attempt: int) -> float:
-        backoff = self.config.backoff
-        delay = min(backoff.cap_s, backoff.base_s * 2 ** min(attempt - 1, 30))
-        return delay * self._random.uniform(1 - backoff.jitter, 1 + backoff.jitter)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from collections.abc import Collection
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from pydantic import (
 
 from agent.mqtt.errors import ErrorCode, RequestError, TopicError
 from agent.mqtt.topics import MAX_REPLY_TOPIC_CHARS, REQUEST_ID, STREAM_NAME, Topics, check_topic
+from streams.uri import mask_secrets
 
 DEFAULT_MAX_QUESTION_CHARS = 2000
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -59,16 +59,6 @@ StrictFloat = Annotated[float, Strict()]
 def is_blank(text: str) -> bool:
     """Whether `text` is empty once spaces, controls and format characters (e.g. U+200B) are removed."""
     return all(unicodedata.category(c) in _BLANK_CATEGORIES for c in text)
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
-_SECRET_QUERY = re.compile(r"(?i)(?P<key>(?:password|passwd|pwd|token|secret|key)=)[^&\s]+")
-
-
-def mask_secrets(text: str) -> str:
-    """`text` with URI user info and secret-looking query values replaced by `***`."""
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
-    return _SECRET_QUERY.sub(lambda m: f"{m['key']}***", text)
-
-
 class _Message(BaseModel):
     # Serialization schemas list every field as required: the agent always writes them all.
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
