@@ -10,7 +10,6 @@ chunk runs through the selector once at ingest, and a question runs only its own
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +26,7 @@ from flexselect.config import SelectionConfig
 from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorError, encode_pair
 from flexselect.pipeline import EvidenceSpan, FlexSelectPipeline, evidence_spans
 from flexselect.ranking import ReferenceScorer
+from flexselect.timing import synced_now
 from flexselect.types import Prompt, VisualTokens
 
 logger = logging.getLogger(__name__)
@@ -297,9 +297,7 @@ class Engine:
 
     def _now(self) -> float:
         """A clock reading after the adapter's device has finished its queued work."""
-        if self.adapter.device.type == "cuda":
-            torch.cuda.synchronize(self.adapter.device)
-        return time.perf_counter()
+        return synced_now(self.adapter.device)
 
 
 def check_paired(plain: list[str]) -> None:

@@ -42,6 +42,7 @@ from flexselect.budget import select, selection_pays, top_k
 from flexselect.config import SelectionConfig
 from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorCache
 from flexselect.ranking import ReferenceScorer
+from flexselect.timing import synced_now
 from flexselect.types import TokenKind, VisualTokens
 
 QUESTION = "what color was the square that crossed the left side of the loading dock this morning ?"
@@ -99,10 +100,6 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 async def fill_memory(tokens: VisualTokens, per_frame: int):
@@ -173,15 +170,13 @@ def time_answer(
         config = SelectionConfig(budget=budget, max_frames_per_group=64)
         room = adapter.max_positions - len(prompt.prefix_ids) - len(prompt.suffix_ids)
         keep = select(scorer, prompt, tokens, config, max_group_tokens=room).index
-        sync()
-        stages["select"] = (time.perf_counter() - start) * 1e3
+        stages["select"] = (synced_now() - start) * 1e3
     elif method == "lite-cached":
         assert cache is not None
         start = time.perf_counter()
         scores = cache.score(prompt)  # on the device; top-k there, then the kept indices to the host
         keep = top_k(scores, cache.group_indices(), budget, "global").cpu()
-        sync()
-        stages["select"] = (time.perf_counter() - start) * 1e3
+        stages["select"] = (synced_now() - start) * 1e3
     elif method == "full" and len(tokens) + 200 > adapter.max_positions:
         return None
     kept_rows = None
@@ -237,8 +232,7 @@ def main() -> None:
         if "lite-cached" in methods:
             start = time.perf_counter()
             cache = build_cache(selector, adapter, tokens, per_frame)
-            sync()
-            ingest_ms = (time.perf_counter() - start) * 1e3
+            ingest_ms = (synced_now() - start) * 1e3
         for method in methods:
             repeats = args.full_repeats if method == "full" and n > 65_536 else args.repeats
             warm = 0 if method in warmed else 1  # the first run of a method warms its kernels up

@@ -22,13 +22,13 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 import torch
 
 from flexselect.lite import QWEN2_5_0_5B, DecoderShape, LiteScorer, LiteSelector, PairedTokens
 from flexselect.lite.cache import SelectorCache
 from flexselect.lite.config import ProjectorConfig, SelectorConfig
+from flexselect.timing import stopwatch
 from flexselect.types import Prompt, TokenKind, VisualTokens
 
 PRESETS = {
@@ -65,13 +65,9 @@ def timed(fn, device: torch.device, repeats: int) -> float:  # type: ignore[no-u
     fn()
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
+        with stopwatch(device) as took:
+            fn()
+        times.append(took.ms)
     return statistics.median(times)
 
 

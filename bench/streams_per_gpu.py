@@ -45,6 +45,7 @@ from agent.memory import MemoryConfig, RetentionConfig, open_memory
 from agent.worker import ModelWorker, QueueFull
 from bench.answer_latency import build, percentile
 from bench.report import environment, plot, table, write_json
+from flexselect.timing import synced_now
 
 QUESTION = "what color was the square ?"
 
@@ -174,10 +175,6 @@ async def run_load(
     }
 
 
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
 
 def chunks_for(n: int, frames: int, side: int, fps: float) -> list[ChunkInput]:
     rng = np.random.default_rng(1)
@@ -199,13 +196,11 @@ async def timed_ingest(engine: Engine, prepared: list[PreparedChunk], repeats: i
     memory = open_memory(MemoryConfig())
     await memory.connect()
     engine.encode_batch(prepared)  # warm-up
-    sync()
-    t0 = time.perf_counter()
+    t0 = synced_now()
     for _ in range(repeats):
         for encoded in engine.encode_batch(prepared):
             await memory.append(encoded.stream_id, encoded.tokens, encoded.attention)
-    sync()
-    elapsed = time.perf_counter() - t0
+    elapsed = synced_now() - t0
     await memory.close()
     return elapsed
 
@@ -222,21 +217,17 @@ def throughput(engine: Engine, *, batches: list[int], frames: int, side: int, fp
         for label, name in (("vision_stock_fps", "sdpa"), ("vision_batched_fps", batched_name)):
             vision._attn_implementation = name
             adapter.encode_prepared([p.clip for p in prepared])  # warm-up
-            sync()
-            t0 = time.perf_counter()
+            t0 = synced_now()
             for _ in range(repeats):
                 adapter.encode_prepared([p.clip for p in prepared])
-            sync()
-            row[label] = n * frames * repeats / (time.perf_counter() - t0)
+            row[label] = n * frames * repeats / (synced_now() - t0)
         vision._attn_implementation = batched_name
         row["ingest_fps"] = n * frames * repeats / asyncio.run(timed_ingest(engine, prepared, repeats))
         one = [engine.prepare(c) for c in chunks_for(1, frames, side, fps)]
-        sync()
-        t0 = time.perf_counter()
+        t0 = synced_now()
         for _ in range(repeats):
             engine.encode_batch(one)
-        sync()
-        row["ingest_one_chunk_fps"] = frames * repeats / (time.perf_counter() - t0)
+        row["ingest_one_chunk_fps"] = frames * repeats / (synced_now() - t0)
         row["vision_speedup"] = row["vision_batched_fps"] / row["vision_stock_fps"]
         rows.append(row)
         print(table([row], list(row)), flush=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,6 +12,7 @@ from flexselect.adapters.base import VideoLLMAdapter
 from flexselect.budget import Scorer, select, selection_pays
 from flexselect.config import SelectionConfig
 from flexselect.ranking import ReferenceScorer
+from flexselect.timing import stopwatch
 from flexselect.types import Prompt, Selection, VisualTokens
 
 
@@ -51,13 +51,9 @@ class _Timer:
         self.ms: dict[str, float] = {}
 
     def run(self, name: str, fn: Callable[[], object]) -> object:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
-        out = fn()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3
+        with stopwatch(self.device) as took:
+            out = fn()
+        self.ms[name] = self.ms.get(name, 0.0) + took.ms
         return out
 
 

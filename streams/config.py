@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from streams.backoff import BackoffConfig, move_old_keys
+from common.backoff import BackoffConfig, move_old_keys
 
 DropPolicy = Literal["auto", "drop_oldest", "wait"]
 Transport = Literal["tcp", "udp", "udp_multicast", "http", "https"]

@@ -18,8 +18,8 @@ import av
 import av.error
 from av.container import InputContainer
 
+from common.backoff import Backoff
 from streams.backends import open_container, translate_av_error, video_stream
-from streams.backoff import Backoff
 from streams.channel import ChunkChannel
 from streams.chunker import Chunker, FrameSampler
 from streams.clock import LiveClock, Pacer

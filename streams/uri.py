@@ -9,32 +9,8 @@ from enum import Enum
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from common.masking import mask_secrets
 from streams.errors import UnsupportedSourceError
-
-MASK = "***"
-
-# Query parameters whose values are secrets (cameras often take `?user=..&password=..`).
-SECRET_PARAMS = (
-    "password",
-    "passwd",
-    "pwd",
-    "pass",
-    "token",
-    "access_token",
-    "auth",
-    "key",
-    "apikey",
-    "api_key",
-    "secret",
-    "signature",
-    "sig",
-)
-
-# `scheme://userinfo@`: userinfo runs to the last `@` before the first `/` or whitespace.
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^\s/'\"]*)@")
-_SECRET_QUERY = re.compile(
-    r"(?P<key>[?&;](?:" + "|".join(SECRET_PARAMS) + r")=)(?P<value>[^&;#\s'\"]*)", re.IGNORECASE
-)
 
 
 class SourceKind(Enum):
@@ -77,16 +53,6 @@ def mask_uri(uri: str | os.PathLike[str]) -> str:
     masked by pattern, so the result can go into every log line and error message.
     """
     return mask_secrets(os.fspath(uri))
-
-
-def mask_secrets(text: str) -> str:
-    """Mask the credentials of every URI inside free text (e.g. an FFmpeg error message)."""
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{_masked_userinfo(m['userinfo'])}@", text)
-    return _SECRET_QUERY.sub(lambda m: f"{m['key']}{MASK}", text)
-
-
-def _masked_userinfo(userinfo: str) -> str:
-    return f"{MASK}:{MASK}" if ":" in userinfo else MASK
 
 
 def parse_source(uri: str | os.PathLike[str]) -> SourceSpec:

@@ -1,4 +1,4 @@
-"""Keeping live sources alive: stall detection (the back-off is streams.backoff)."""
+"""Keeping live sources alive: stall detection (the back-off is common.backoff)."""
 
 from __future__ import annotations
 

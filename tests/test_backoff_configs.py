@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.memory.config import RedisConfig
 from agent.mqtt.config import MqttConfig
-from streams.backoff import BackoffConfig
+from common.backoff import BackoffConfig
 from streams.config import StreamConfig
 
 

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("agent", "streams", "flexselect")
+PACKAGES = ("agent", "common", "streams", "flexselect")
 
 
 def module_name(path: Path) -> str:

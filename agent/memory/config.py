@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from streams.backoff import BackoffConfig, move_old_keys
+from common.backoff import BackoffConfig, move_old_keys
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -68,8 +68,8 @@ from agent.memory.rows_read import (
 )
 from agent.memory.rows_read import retained_layout as layout_of_entries
 from agent.memory.scoring import FrameRef, newest_frame
+from common.backoff import Backoff
 from flexselect.types import VisualTokens
-from streams.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import importlib
 _EXPORTS = {
     "AnswerMessage": "agent.mqtt.messages",
     "AskRequest": "agent.mqtt.messages",
-    "BackoffConfig": "streams.backoff",
+    "BackoffConfig": "common.backoff",
     "bounded": "agent.mqtt.connect",
     "ConnectError": "agent.mqtt.errors",
     "ConnectRefusedError": "agent.mqtt.errors",

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from agent.mqtt.errors import TopicError
 from agent.mqtt.topics import DEFAULT_PREFIX, Topics, check_prefix
-from streams.backoff import BackoffConfig, from_old_keys
+from common.backoff import BackoffConfig, from_old_keys
 
 OLD_BACKOFF_KEYS = {"base_s": "initial_s", "cap_s": "max_s"}
 

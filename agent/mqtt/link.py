@@ -53,7 +53,7 @@ from agent.mqtt.errors import (
 from agent.mqtt.inbox import Inbox, IncomingMessage
 from agent.mqtt.messages import AskRequest
 from agent.mqtt.topics import Topics, check_prefix, check_topic
-from streams.backoff import Backoff
+from common.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 Version = Literal["5", "3.1.1"]

@@ -23,7 +23,7 @@ from pydantic import (
 
 from agent.mqtt.errors import ErrorCode, RequestError, TopicError
 from agent.mqtt.topics import MAX_REPLY_TOPIC_CHARS, REQUEST_ID, STREAM_NAME, Topics, check_topic
-from streams.uri import mask_secrets
+from common.masking import mask_secrets
 
 DEFAULT_MAX_QUESTION_CHARS = 2000
 MAX_PAYLOAD_BYTES = 256 * 1024

@@ -8,7 +8,6 @@ Family files only describe what differs: how frames become tokens, where markers
 from __future__ import annotations
 
 import sys
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, DynamicCach
 
 from flexselect.config import Aggregation, default_reference_layer
 from flexselect.positions import capped_gaps
+from flexselect.timing import synced_now
 from flexselect.transfer import gather_rows, layout_rows
 from flexselect.types import Answer, Prompt, Sequence, TokenKind, VisualTokens
 from flexselect.vision_attention import enable_batched_vision_attention
@@ -48,9 +48,7 @@ class _Clock:
         self.last = self._now()
 
     def _now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
+        return synced_now(self.device)
 
     def lap(self) -> float:
         now = self._now()

@@ -154,7 +154,7 @@ def test_stream_status_masks_credentials_in_the_last_error():
         updated_at=NOW,
     )
     assert "hunter2" not in status.payload().decode() and "abc" not in status.last_error
-    assert status.last_error == "cannot open rtsp://***:***@10.0.0.5/live?token=***: timeout"
+    assert status.last_error == "cannot open rtsp://***:***@10.0.0.5/live?token=*** timeout"
 
 
 def sample_messages() -> dict[str, dict]:

@@ -7,7 +7,7 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from streams.backoff import Backoff, BackoffConfig
+from common.backoff import Backoff, BackoffConfig
 from streams.config import StreamConfig
 
 

@@ -1,0 +1,1 @@
+"""Small helpers shared by streams and agent that know neither: reconnect back-off, secret masking."""
