@@ -13,6 +13,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+OLD_NAMES = {"base_s": "initial_s", "cap_s": "max_s"}
+
 
 class BackoffConfig(BaseModel):
     """Reconnect delays: initial_s * factor**(failures - 1), at most max_s, each +- jitter of itself."""
@@ -23,6 +25,17 @@ class BackoffConfig(BaseModel):
     max_s: float = Field(30.0, gt=0, le=86400, title="Longest reconnect delay (s)")
     factor: float = Field(2.0, ge=1, le=100, title="Growth of the delay per failure in a row")
     jitter: float = Field(0.2, ge=0, le=1, title="Each delay varies by up to this fraction of itself")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        # The MQTT link's back-off was written {base_s, cap_s, jitter}; those names still read.
+        if not isinstance(data, Mapping) or not any(old in data for old in OLD_NAMES):
+            return data
+        if any(new in data for new in OLD_NAMES.values()):
+            raise ValueError("base_s and cap_s are older names of initial_s and max_s; use one name each")
+        rest = {key: value for key, value in data.items() if key not in OLD_NAMES}
+        return {**from_old_keys(data, OLD_NAMES, cls()), **rest}
 
     @model_validator(mode="after")
     def _max_above_initial(self) -> Self:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent.mqtt.errors import TopicError
 from agent.mqtt.topics import DEFAULT_PREFIX, Topics, check_prefix
-from common.backoff import BackoffConfig, from_old_keys
-
-OLD_BACKOFF_KEYS = {"base_s": "initial_s", "cap_s": "max_s"}
+from common.backoff import BackoffConfig
 
 Protocol = Literal["5", "3.1.1", "auto"]
 DropPolicy = Literal["drop_oldest", "drop_newest"]
@@ -80,16 +77,6 @@ class MqttConfig(_Model):
             return check_prefix(value)
         except TopicError as exc:
             raise ValueError(str(exc)) from None
-
-    @field_validator("backoff", mode="before")
-    @classmethod
-    def _old_backoff_keys(cls, value: Any) -> Any:
-        if not isinstance(value, Mapping) or not any(old in value for old in OLD_BACKOFF_KEYS):
-            return value
-        if any(new in value for new in OLD_BACKOFF_KEYS.values()):
-            raise ValueError("base_s and cap_s are older names of initial_s and max_s; use one name each")
-        rest = {key: item for key, item in value.items() if key not in OLD_BACKOFF_KEYS}
-        return {**from_old_keys(value, OLD_BACKOFF_KEYS, BackoffConfig()), **rest}
 
     @model_validator(mode="after")
     def _password_needs_username(self) -> MqttConfig:

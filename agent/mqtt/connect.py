@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.mqtt.config import MqttConfig, TlsConfig
@@ -27,6 +26,8 @@ REFUSED_CODES = {
     140: "bad authentication method",
 }
 UNSUPPORTED_VERSION = 132
+ABANDON_S = 0.5  # how long an abandoned, never-connected client's DISCONNECT gets to close its socket
+TIMED_OUT = "Operation timed out"  # aiomqtt's MqttError text when its wait (e.g. for the CONNACK) ends
 
 
 async def bounded(awaitable: Awaitable[T], timeout: float, what: str) -> T:
@@ -45,23 +46,10 @@ class NoConnackError(ConnectError):
     """The broker accepted the socket but sent no CONNACK in time."""
 
 
-class ForwardingQueue(asyncio.Queue):  # type: ignore[type-arg]
-    """aiomqtt's incoming queue, replaced: hands each message to the link and holds none.
-
-    aiomqtt's own message iterator then never yields but still raises on disconnect, which is how the link
-    learns of a dropped connection, while the link's inbox survives reconnects and applies its drop policy.
-    """
-
-    def __init__(self, sink: Callable[[aiomqtt.Message], None], maxsize: int = 0) -> None:
-        super().__init__(maxsize=0)
-        self._sink = sink
-
-    def _put(self, item: aiomqtt.Message) -> None:
-        self._sink(item)
-
-
 class SocketErrorCapture(logging.Handler):
-    """Passes paho's socket errors to the link: a TLS alert before CONNACK is otherwise only a timeout."""
+    """Passes the connection's socket errors to the link: a TLS alert before CONNACK is otherwise only a
+    timeout. It sits on the logger the link hands to aiomqtt (its documented `logger` parameter), the one
+    place aiomqtt reports why a socket closed before the broker's CONNACK."""
 
     def __init__(self, callback: Callable[[str], None]) -> None:
         super().__init__(logging.ERROR)
@@ -71,11 +59,15 @@ class SocketErrorCapture(logging.Handler):
         self._callback(record.getMessage())
 
 
-async def wait_for_disconnect(client: aiomqtt.Client) -> str:
-    """Wait until `client` disconnects; our forwarding queue means its iterator only ever raises."""
+async def forward_until_disconnect(client: aiomqtt.Client, sink: Callable[[aiomqtt.Message], None]) -> str:
+    """Hand every message `client` receives to `sink` until it disconnects; returns why it disconnected.
+
+    aiomqtt's documented pattern: its message iterator raises `MqttError` when the connection drops, and the
+    caller reconnects (the link, with its back-off); the link's inbox survives reconnects.
+    """
     try:
-        async for _ in client.messages:
-            pass
+        async for message in client.messages:
+            sink(message)
     except aiomqtt.MqttError as exc:
         cause = exc.__cause__
         return f"{exc}: {cause}" if cause is not None else str(exc)
@@ -83,17 +75,21 @@ async def wait_for_disconnect(client: aiomqtt.Client) -> str:
 
 
 async def abandon(enter: asyncio.Future[Any], client: aiomqtt.Client) -> None:
-    """Give up a connect attempt and close its socket (aiomqtt leaves it open after a CONNACK timeout)."""
+    """Give up a connect attempt and close its socket (aiomqtt leaves it open after a CONNACK timeout).
+
+    Leaving the client's context sends DISCONNECT, which closes the socket; a client still waiting for its
+    CONNACK then waits for a disconnect acknowledgement that cannot come, so that wait is cut short. A
+    refused or unreachable attempt has no socket left to close.
+    """
     if not enter.done():
         enter.cancel()
     await asyncio.gather(enter, return_exceptions=True)
-    if not enter.cancelled() and enter.exception() is None:  # it connected after all
-        with contextlib.suppress(Exception):
-            await bounded(client.__aexit__(None, None, None), 5, "disconnecting an abandoned client")
+    failed = None if enter.cancelled() else enter.exception()
+    if failed is not None and str(failed) != TIMED_OUT:
         return
+    limit = 5 if failed is None and not enter.cancelled() else ABANDON_S  # connected after all: say goodbye
     with contextlib.suppress(Exception):
-        # The one reach into aiomqtt's internals: paho's disconnect() sends DISCONNECT and closes the socket.
-        client._client.disconnect()
+        await bounded(client.__aexit__(None, None, None), limit, "abandoning a client")
 
 
 def set_once(future: asyncio.Future[str], message: str) -> None:
@@ -117,7 +113,7 @@ def tls_context(tls: TlsConfig) -> ssl.SSLContext:
 
 def translate(exc: aiomqtt.MqttError, where: str, config: MqttConfig) -> ConnectError:
     """An aiomqtt connect failure as our error: refused for good, or worth retrying."""
-    if isinstance(exc, MqttConnectError):
+    if isinstance(exc, aiomqtt.MqttCodeError):  # a CONNACK with a refusal code
         code = exc.rc.value if isinstance(exc.rc, ReasonCode) else int(exc.rc or 0)
         if code in REFUSED_CODES:
             return ConnectRefusedError(

@@ -19,7 +19,6 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import partial
 from types import TracebackType
 from typing import Any, Literal, Self, cast
 
@@ -30,17 +29,17 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.mqtt.config import MqttConfig
 from agent.mqtt.connect import (
+    TIMED_OUT,
     UNSUPPORTED_VERSION,
-    ForwardingQueue,
     NoConnackError,
     SocketErrorCapture,
     abandon,
     bounded,
+    forward_until_disconnect,
     refused_or_not,
     set_once,
     tls_context,
     translate,
-    wait_for_disconnect,
 )
 from agent.mqtt.errors import (
     ConnectError,
@@ -135,7 +134,8 @@ class MqttLink:
         self._retained: OrderedDict[str, tuple[bytes, int]] = OrderedDict()
         self._socket_error: asyncio.Future[str] | None = None
         self._random = random.Random()
-        self._paho_logger = logging.Logger("agent.mqtt.paho")  # per link, so its capture handler is ours
+        # Handed to aiomqtt as its `logger`; one per link, so the socket errors its handler sees are ours.
+        self._paho_logger = logging.Logger("agent.mqtt.paho")
         self._paho_logger.parent = logging.getLogger("agent.mqtt.paho")
         self._paho_logger.addHandler(SocketErrorCapture(self._note_socket_error))
 
@@ -443,11 +443,13 @@ class MqttLink:
         logger.debug("mqtt connect to %s:%s failed: %s", self.config.host, self.config.port, exc)
 
     def _new_client(self, version: Version, tls: ssl.SSLContext | None, connack_s: float) -> aiomqtt.Client:
+        """A client through aiomqtt's public options. Its own incoming queue stays unbounded: the supervisor
+        drains it into the inbox at once (`forward_until_disconnect`), and the inbox applies our bound and
+        drop policy and counts what it drops."""
         config = self.config
         will = (
             aiomqtt.Will(self.topics.available, b"offline", qos=1, retain=True) if self.availability else None
         )
-        queue_type = cast(Any, partial(ForwardingQueue, self._receive))
         return aiomqtt.Client(
             config.host,
             config.port,
@@ -460,7 +462,6 @@ class MqttLink:
             timeout=connack_s,
             tls_context=tls,
             tls_insecure=True if config.tls is not None and config.tls.insecure else None,
-            queue_type=queue_type,
             logger=self._paho_logger,
         )
 
@@ -489,7 +490,7 @@ class MqttLink:
         if socket_error.done():
             raise refused_or_not(f"{where} closed the connection: {socket_error.result()}", self.config)
         error = enter.exception() if enter.done() and not enter.cancelled() else None
-        if error is None or str(error) == "Operation timed out":
+        if error is None or str(error) == TIMED_OUT:
             raise NoConnackError(f"no CONNACK from {where} within {connack_s:g} s (MQTT {version})")
         raise translate(cast(aiomqtt.MqttError, error), where, self.config)
 
@@ -560,7 +561,7 @@ class MqttLink:
             while True:
                 client = self._client
                 if client is not None:
-                    reason = await wait_for_disconnect(client)
+                    reason = await forward_until_disconnect(client, self._receive)
                     self._client = None
                     self._counters.disconnects += 1
                     self.last_error = reason
