@@ -22,7 +22,7 @@ from flexselect.adapters import VideoLLMAdapter
 from flexselect.adapters.base import PreparedClip, VideoClip
 from flexselect.batch_scoring import score_many
 from flexselect.budget import Scorer, top_k
-from flexselect.config import SelectionConfig
+from flexselect.config import SelectionConfig, default_budget
 from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorError, encode_pair
 from flexselect.pipeline import EvidenceSpan, FlexSelectPipeline, evidence_spans
 from flexselect.ranking import ReferenceScorer
@@ -214,8 +214,7 @@ class Engine:
         """The configured budget, else 32 frames' worth of this model's tokens."""
         if self.config.budget is not None:
             return self.config.budget
-        per_frame = self.tokens_per_frame or 64.0
-        return max(1, round(32 * per_frame))
+        return default_budget(self.tokens_per_frame or 64.0)
 
     def answer(
         self, question: str, streams: list[tuple[str, VisualTokens]], budget: int | None

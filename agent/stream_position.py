@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.memory import MemoryUnavailableError, RetainedTokens, StreamStats, TokenMemory
+from agent.memory import MemoryUnavailableError, RetainedTokens, StreamMemoryStats, TokenMemory
 from streams import Chunk
 
 logger = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ async def _highest_frame(memory: TokenMemory, stream_id: str) -> int | None:
 
 
 async def _newest_tokens(
-    memory: TokenMemory, stream_id: str, stats: StreamStats | None
+    memory: TokenMemory, stream_id: str, stats: StreamMemoryStats | None
 ) -> RetainedTokens | None:
     """The stream's tokens at its newest retained time (frame order is time order), or None if it holds none.
 

@@ -42,7 +42,7 @@ class WorkerStats:
 
 
 class ModelWorker:
-    """Runs encode batches and questions on one thread, in the order `JobScheduler` decides."""
+    """Runs ingest batches and questions on one thread, in the order `JobScheduler` decides."""
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ KNOWN_REFERENCE_LAYERS: dict[tuple[str, int], int] = {
     ("internvl", 28): 15,  # InternVL with a 28-layer Qwen2 LM: same relative choice
 }
 DEFAULT_RELATIVE_DEPTH = 0.7
+BUDGET_FRAMES = 32  # the paper's budgets: 32 frames' worth of visual tokens (Qwen: 32 temporal steps, 7,040)
 
 
 def default_reference_layer(model_type: str, num_layers: int) -> int:
@@ -32,6 +33,12 @@ def default_reference_layer(model_type: str, num_layers: int) -> int:
     if known is not None:
         return known
     return min(num_layers - 1, round(DEFAULT_RELATIVE_DEPTH * (num_layers - 1)))
+
+
+def default_budget(tokens_per_frame: float, frames: int = BUDGET_FRAMES) -> int:
+    """The paper's budget: `frames` frames' worth of a model's visual tokens (a frame being a temporal step
+    for models that merge frames in time, as the paper counts Qwen2.5-VL's 7,040 = 32 x 220); at least 1."""
+    return max(1, round(frames * tokens_per_frame))
 
 
 @dataclass(frozen=True)

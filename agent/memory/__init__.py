@@ -25,7 +25,7 @@ _EXPORTS = {
     "retained_fraction": "agent.memory.survival",
     "RetainedTokens": "agent.memory.base",
     "RetentionConfig": "agent.memory.config",
-    "StreamStats": "agent.memory.base",
+    "StreamMemoryStats": "agent.memory.base",
     "TokenMemory": "agent.memory.base",
     "TokenMemoryError": "agent.memory.errors",
 }

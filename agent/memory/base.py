@@ -90,7 +90,7 @@ class RetainedLayout(RetainedTokens):
 
 
 @dataclass(frozen=True)
-class StreamStats:
+class StreamMemoryStats:
     """Sizes of one stream's retained memory.
 
     Attributes:
@@ -142,7 +142,7 @@ class MemoryStats:
     corrupt_entries: int = 0
     foreign_keys: int = 0
     bytes_read: int = 0
-    streams: dict[str, StreamStats] = field(default_factory=dict)
+    streams: dict[str, StreamMemoryStats] = field(default_factory=dict)
 
 
 class TokenMemory(Protocol):

@@ -21,7 +21,7 @@ from agent.memory.base import (
     MemoryStats,
     RetainedLayout,
     RetainedTokens,
-    StreamStats,
+    StreamMemoryStats,
 )
 from agent.memory.chunk import check_stream_id, score_chunk
 from agent.memory.codec import META_DTYPE, Layout, decode_records
@@ -152,9 +152,9 @@ class _Stream:
         chunk = self.chunks.get(number)
         return None if chunk is None else (chunk.rows, chunk.alive)
 
-    def stats(self, stream_id: str, bucket_seconds: float) -> StreamStats:
+    def stats(self, stream_id: str, bucket_seconds: float) -> StreamMemoryStats:
         buckets, counts = np.unique(bucket_of(self.time_col, bucket_seconds), return_counts=True)
-        return StreamStats(
+        return StreamMemoryStats(
             stream_id=stream_id,
             tokens=self.tokens,
             bytes=self.tokens * self.layout.width,

@@ -38,7 +38,7 @@ from agent.memory.base import (
     MemoryStats,
     RetainedLayout,
     RetainedTokens,
-    StreamStats,
+    StreamMemoryStats,
 )
 from agent.memory.chunk import STREAM_ID, check_stream_id, score_chunk
 from agent.memory.codec import Layout, chunk_records, decode_parts, decode_records, encode_chunk, index_bytes
@@ -54,7 +54,7 @@ from agent.memory.errors import (
     RowsGoneError,
     TokenMemoryError,
 )
-from agent.memory.pending import EncodedChunk, PendingBuffer
+from agent.memory.pending import EncodedAppend, PendingBuffer
 from agent.memory.redis_scripts import APPEND, CHUNKS_IN_RANGE, DELETE, KeyLayout
 from agent.memory.rows import Rows, retained_tokens
 from agent.memory.rows_read import (
@@ -401,7 +401,7 @@ class RedisTokenMemory:
         self._pending.push(chunk)
         return AppendResult(AppendStatus.PENDING)
 
-    async def prepare(self, stream_id: str, tokens: VisualTokens, attention: torch.Tensor) -> EncodedChunk:
+    async def prepare(self, stream_id: str, tokens: VisualTokens, attention: torch.Tensor) -> EncodedAppend:
         """Check, score and encode a chunk (the first half of `append`); advances the redundancy reference.
 
         Raises:
@@ -420,11 +420,11 @@ class RedisTokenMemory:
                 "delete the stream or use another stream id"
             )
         self._frames[stream_id] = newest
-        return EncodedChunk(
+        return EncodedAppend(
             stream_id, uuid.uuid4().hex, layout, encode_chunk(chunk), index_bytes(chunk), len(chunk)
         )
 
-    async def store(self, chunk: EncodedChunk) -> AppendResult:
+    async def store(self, chunk: EncodedAppend) -> AppendResult:
         """Write a prepared chunk and enforce the budgets in one script; safe to repeat after a lost reply.
 
         Raises:
@@ -452,7 +452,7 @@ class RedisTokenMemory:
             int(total),
         )
 
-    async def _run_append(self, stream_id: str, item: EncodedChunk | None) -> list[Any]:
+    async def _run_append(self, stream_id: str, item: EncodedAppend | None) -> list[Any]:
         """Run the append script; a chunk's bytes are SET under a scratch key in the same MULTI/EXEC."""
         assert self._client is not None
         cfg = self._retention
@@ -692,7 +692,7 @@ class RedisTokenMemory:
         self._require_ready()
         return await self._stream_ids()
 
-    async def _stream_stats(self, stream_id: str) -> StreamStats:
+    async def _stream_stats(self, stream_id: str) -> StreamMemoryStats:
         assert self._client is not None
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hgetall(self._skey(stream_id, "m"))
@@ -708,7 +708,7 @@ class RedisTokenMemory:
             counts = {int(k): int(v) for k, v in buckets.items()}
         except ValueError as exc:
             raise CorruptEntryError(f"counters of stream {stream_id!r} do not parse: {exc}") from exc
-        return StreamStats(
+        return StreamMemoryStats(
             stream_id=stream_id,
             tokens=tokens,
             bytes=tokens * width,
@@ -735,7 +735,7 @@ class RedisTokenMemory:
             )
         try:
             totals = await self._totals()
-            per: dict[str, StreamStats] = {}
+            per: dict[str, StreamMemoryStats] = {}
             for sid in [stream_id] if stream_id is not None else await self._stream_ids():
                 try:
                     per[sid] = await self._stream_stats(sid)

@@ -5,19 +5,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from flexselect.adapters.base import PreparedClip, VideoClip, VideoLLMAdapter
+from flexselect.adapters.base import PreparedClip
 from flexselect.adapters.qwen_common import (
-    batched_pixels,
+    QwenVideoAdapter,
     padded,
-    prepare_clip,
     sampled_fps,
     unravel_grid,
-    video_metadata,
 )
 from flexselect.types import TokenKind, VisualTokens
 
 
-class Qwen25VLAdapter(VideoLLMAdapter):
+class Qwen25VLAdapter(QwenVideoAdapter):
     """Qwen2.5-VL; the span is the `<|video_pad|>` run (vision start/end stay in prefix/suffix)."""
 
     family = "qwen2_5_vl"
@@ -28,43 +26,10 @@ class Qwen25VLAdapter(VideoLLMAdapter):
     def video_placeholder(self) -> str:
         return self.processor.video_token
 
-    @property
-    def temporal_patch(self) -> int:
-        return int(self.config.vision_config.temporal_patch_size)
-
-    def processor_inputs(
-        self, frames: np.ndarray, times: np.ndarray, *, fps: float | None = None
-    ) -> dict[str, torch.Tensor]:
-        self._check_frames(frames, times)
-        out = self.processor.video_processor(
-            videos=[frames],
-            video_metadata=[video_metadata(frames, times, fps=fps)],
-            do_sample_frames=False,
-            return_tensors="pt",
-        )
-        return {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": out["video_grid_thw"]}
-
-    def encode(
-        self,
-        frames: np.ndarray,
-        times: np.ndarray,
-        *,
-        frame_offset: int = 0,
-        time_origin: float = 0.0,
-        fps: float | None = None,
-    ) -> VisualTokens:
-        clip = VideoClip(frames, times, frame_offset=frame_offset, time_origin=time_origin, fps=fps)
-        return self.encode_prepared([self.prepare(clip)])[0]
-
-    def prepare(self, clip: VideoClip) -> PreparedClip:
-        return prepare_clip(self, clip)
-
     def encode_prepared(self, prepared: list[PreparedClip]) -> list[VisualTokens]:
         if not prepared:
             return []
-        pixels, grids = batched_pixels(self, prepared)
-        with torch.no_grad():
-            out = self.model.model.get_video_features(pixels, grids.to(self.device, non_blocking=True))
+        out = self.video_features(prepared)
         return [self._tokens(p, embeds) for p, embeds in zip(prepared, out.pooler_output, strict=True)]
 
     def _tokens(self, prepared: PreparedClip, embeds: torch.Tensor) -> VisualTokens:

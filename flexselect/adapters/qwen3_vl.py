@@ -11,11 +11,10 @@ import numpy as np
 import torch
 import transformers
 
-from flexselect.adapters.base import AdapterError, PreparedClip, VideoClip, VideoLLMAdapter
+from flexselect.adapters.base import AdapterError, PreparedClip
 from flexselect.adapters.qwen_common import (
-    batched_pixels,
+    QwenVideoAdapter,
     padded,
-    prepare_clip,
     sampled_fps,
     unravel_grid,
     video_metadata,
@@ -23,7 +22,7 @@ from flexselect.adapters.qwen_common import (
 from flexselect.types import Sequence, TokenKind, VisualTokens
 
 
-class Qwen3VLAdapter(VideoLLMAdapter):
+class Qwen3VLAdapter(QwenVideoAdapter):
     """Qwen3-VL; the span holds every step's timestamp and vision start/end markers and its patches."""
 
     family = "qwen3_vl"
@@ -81,43 +80,10 @@ class Qwen3VLAdapter(VideoLLMAdapter):
         ]
         return _LayoutProbe(out["input_ids"][0].tolist(), expected, start_id, end_id)
 
-    @property
-    def temporal_patch(self) -> int:
-        return int(self.config.vision_config.temporal_patch_size)
-
-    def processor_inputs(
-        self, frames: np.ndarray, times: np.ndarray, *, fps: float | None = None
-    ) -> dict[str, torch.Tensor]:
-        self._check_frames(frames, times)
-        out = self.processor.video_processor(
-            videos=[frames],
-            video_metadata=[video_metadata(frames, times, fps=fps)],
-            do_sample_frames=False,
-            return_tensors="pt",
-        )
-        return {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": out["video_grid_thw"]}
-
-    def encode(
-        self,
-        frames: np.ndarray,
-        times: np.ndarray,
-        *,
-        frame_offset: int = 0,
-        time_origin: float = 0.0,
-        fps: float | None = None,
-    ) -> VisualTokens:
-        clip = VideoClip(frames, times, frame_offset=frame_offset, time_origin=time_origin, fps=fps)
-        return self.encode_prepared([self.prepare(clip)])[0]
-
-    def prepare(self, clip: VideoClip) -> PreparedClip:
-        return prepare_clip(self, clip)
-
     def encode_prepared(self, prepared: list[PreparedClip]) -> list[VisualTokens]:
         if not prepared:
             return []
-        pixels, grids = batched_pixels(self, prepared)
-        with torch.no_grad():
-            out = self.model.model.get_video_features(pixels, grids.to(self.device, non_blocking=True))
+        out = self.video_features(prepared)
         return [
             self._tokens(p, patches, torch.stack([level[i] for level in out.deepstack_features]))
             for i, (p, patches) in enumerate(zip(prepared, out.pooler_output, strict=True))

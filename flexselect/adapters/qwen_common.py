@@ -1,17 +1,16 @@
-"""Pieces the Qwen video families share: frame metadata for the video processor and per-step times."""
+"""What the Qwen video families share: their adapter base (processor inputs, preparing and one batched
+vision forward), frame metadata for the video processor and per-step times."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 from transformers.video_utils import VideoMetadata
 
-from flexselect.adapters.base import AdapterError, PreparedClip
-
-if TYPE_CHECKING:
-    from flexselect.adapters.base import VideoClip, VideoLLMAdapter
+from flexselect.adapters.base import AdapterError, PreparedClip, VideoClip, VideoLLMAdapter
+from flexselect.types import VisualTokens
 
 
 def sampled_fps(times: np.ndarray) -> float:
@@ -72,3 +71,45 @@ def batched_pixels(
     pixels = [i["pixel_values_videos"].to(device, non_blocking=True) for i in inputs]  # type: ignore[index]
     grids = torch.cat([i["video_grid_thw"] for i in inputs])  # type: ignore[index]
     return torch.cat(pixels).to(dtype), grids
+
+
+class QwenVideoAdapter(VideoLLMAdapter):
+    """The part of encoding both Qwen video families do alike; each adds how the tower's rows become its
+    visual span (`encode_prepared` over `video_features`)."""
+
+    @property
+    def temporal_patch(self) -> int:
+        return int(self.config.vision_config.temporal_patch_size)
+
+    def processor_inputs(
+        self, frames: np.ndarray, times: np.ndarray, *, fps: float | None = None
+    ) -> dict[str, torch.Tensor]:
+        self._check_frames(frames, times)
+        out = self.processor.video_processor(
+            videos=[frames],
+            video_metadata=[video_metadata(frames, times, fps=fps)],
+            do_sample_frames=False,
+            return_tensors="pt",
+        )
+        return {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": out["video_grid_thw"]}
+
+    def encode(
+        self,
+        frames: np.ndarray,
+        times: np.ndarray,
+        *,
+        frame_offset: int = 0,
+        time_origin: float = 0.0,
+        fps: float | None = None,
+    ) -> VisualTokens:
+        clip = VideoClip(frames, times, frame_offset=frame_offset, time_origin=time_origin, fps=fps)
+        return self.encode_prepared([self.prepare(clip)])[0]
+
+    def prepare(self, clip: VideoClip) -> PreparedClip:
+        return prepare_clip(self, clip)
+
+    def video_features(self, prepared: list[PreparedClip]) -> Any:
+        """The vision tower's output for several prepared clips: one forward over all their pixels."""
+        pixels, grids = batched_pixels(self, prepared)
+        with torch.no_grad():
+            return self.model.model.get_video_features(pixels, grids.to(self.device, non_blocking=True))
