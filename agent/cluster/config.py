@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from typing import Self
 
@@ -56,6 +57,4 @@ class ClusterConfig(BaseModel):
 
 
 def _label_ok(key: str) -> bool:
-    import re
-
     return re.match(LABEL, key) is not None

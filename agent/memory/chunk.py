@@ -10,6 +10,7 @@ import torch
 from agent.memory.config import RetentionConfig
 from agent.memory.errors import MemoryInputError
 from agent.memory.scoring import FrameRef, redundancy, retention
+from flexselect.lite.tokens import PairedTokens
 from flexselect.types import VisualTokens
 
 STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
@@ -55,8 +56,6 @@ def with_lite(tokens: VisualTokens, lite: torch.Tensor | None) -> VisualTokens:
     """`tokens` paired with selector rows `lite` (a `PairedTokens`), or `tokens` itself if `lite` is None."""
     if lite is None:
         return tokens
-    from flexselect.lite.tokens import PairedTokens  # only streams that store selector rows pay the import
-
     return PairedTokens.pair(tokens, lite)
 
 

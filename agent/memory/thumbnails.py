@@ -27,6 +27,7 @@ from PIL import Image
 from redis.exceptions import RedisError
 
 from agent.memory.config import MemoryConfig, PicturesConfig
+from agent.memory.redis import client_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +177,6 @@ class RedisPictures:
     """Pictures in Redis: per stream a hash `<p>:<stream>:j` (key -> JPEG) and a zset `<p>:<stream>:t`."""
 
     def __init__(self, memory: MemoryConfig, max_per_stream: int) -> None:
-        from agent.memory.redis import client_kwargs
-
         self.prefix = f"{memory.redis.key_prefix}-pictures"
         self.max_per_stream = max_per_stream
         self._client = aioredis.Redis.from_url(memory.redis.url, **client_kwargs(memory.redis))

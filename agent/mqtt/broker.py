@@ -48,7 +48,7 @@ class EmbeddedBroker:
         if self._broker is not None:
             raise LinkError("the embedded broker is already running")
         try:
-            from amqtt.broker import Broker
+            from amqtt.broker import Broker  # optional: only the embedded broker needs amqtt
         except ImportError as exc:
             raise LinkError("the embedded broker needs the amqtt package: pip install amqtt") from exc
         port = self.port or _free_port(self.host)
