@@ -23,7 +23,9 @@ from flexselect.adapters.base import PreparedClip, VideoClip
 from flexselect.batch_scoring import score_many
 from flexselect.budget import Scorer, top_k
 from flexselect.config import SelectionConfig, default_budget
-from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorError, encode_pair
+from flexselect.lite.model import LiteSelector, SelectorError
+from flexselect.lite.scorer import LiteScorer, encode_pair
+from flexselect.lite.tokens import PairedTokens
 from flexselect.pipeline import EvidenceSpan, FlexSelectPipeline, evidence_spans
 from flexselect.ranking import ReferenceScorer
 from flexselect.timing import synced_now

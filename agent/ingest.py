@@ -14,11 +14,12 @@ import numpy as np
 from agent.admission import thin
 from agent.config import StreamSection
 from agent.engine import ChunkInput
-from agent.memory import TokenMemory
+from agent.memory.base import TokenMemory
 from agent.stream_position import ResumeError, StreamPosition, restore_position
 from agent.worker import ModelWorker
-from streams import Chunk, StreamState, open_source
 from streams.errors import StreamError
+from streams.source import Chunk, StreamState
+from streams.threaded import open_source
 from streams.uri import mask_uri
 
 logger = logging.getLogger(__name__)

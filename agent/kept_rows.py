@@ -24,8 +24,7 @@ from typing import Any, TypeVar
 import torch
 
 from agent.engine import Engine, EngineAnswer, check_paired, merge_streams, stream_evidence
-from agent.memory import TokenMemory
-from agent.memory.base import RetainedLayout
+from agent.memory.base import RetainedLayout, TokenMemory
 from agent.memory.errors import RowsGoneError
 from flexselect.budget import top_k
 from flexselect.types import VisualTokens

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from flexselect.budget import frame_groups
-from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorCache, SelectorError
-from flexselect.lite.tokens import layout_of
+from flexselect.lite.cache import SelectorCache
+from flexselect.lite.model import LiteSelector, SelectorError
+from flexselect.lite.scorer import LiteScorer
+from flexselect.lite.tokens import PairedTokens, layout_of
 from flexselect.types import Prompt, VisualTokens
 
 

@@ -17,8 +17,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.memory import MemoryUnavailableError, RetainedTokens, StreamMemoryStats, TokenMemory
-from streams import Chunk
+from agent.memory.base import RetainedTokens, StreamMemoryStats, TokenMemory
+from agent.memory.errors import MemoryUnavailableError
+from streams.source import Chunk
 
 logger = logging.getLogger(__name__)
 

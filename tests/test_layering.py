@@ -1,4 +1,4 @@
-"""Layering: flexselect is model math only; streams knows no models or services."""
+"""Layering: flexselect is model math only; streams knows no models or services; common knows neither."""
 
 from __future__ import annotations
 
@@ -20,3 +20,8 @@ def test_flexselect_imports_no_service_stream_or_agent_code():
 def test_streams_imports_no_models_or_services():
     loaded = imported_after("streams")
     assert not loaded & {"agent", "flexselect", "transformers", "torch", "redis", "aiomqtt"}
+
+
+def test_common_imports_none_of_the_layers_it_serves():
+    loaded = imported_after("common.backoff, common.masking")
+    assert not loaded & {"agent", "streams", "flexselect", "torch", "numpy", "av", "redis", "aiomqtt"}
