@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
+from common.lazy import lazy_exports
 
-# Each public name and the module that defines it; loaded on first use so that importing a light
-# submodule (a config, the errors) does not load the heavy ones (torch, av, aiomqtt, redis).
+# Each public name and the module that defines it, imported on first use (common.lazy), so that importing
+# a light submodule (a config, the errors) loads none of the heavy ones (torch, av, aiomqtt, redis).
 _EXPORTS = {
     "AppendResult": "agent.memory.base",
     "AppendStatus": "agent.memory.base",
@@ -32,15 +32,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> object:
-    """A re-exported name, imported from its defining module on first use."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
