@@ -1,15 +1,13 @@
-"""FlexSelect-Lite for the agent: training data, recipes, the shipped toy selector and how to load one."""
+"""The shipped toy selector, and how the service loads a FlexSelect-Lite selector for its model."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from flexselect.adapters import VideoLLMAdapter
-    from flexselect.lite import LiteSelector
+from flexselect.adapters import VideoLLMAdapter
+from flexselect.lite import LiteSelector, SelectorError, check_compatible
 
-TOY_SELECTOR_DIR = Path(__file__).resolve().parent.parent / "assets" / "toy-selector"
+TOY_SELECTOR_DIR = Path(__file__).resolve().parent / "assets" / "toy-selector"
 
 
 def resolve_selector(name: str | Path) -> Path:
@@ -25,8 +23,6 @@ def load_selector_for(name: str | Path | None, model: str, adapter: VideoLLMAdap
     Raises:
         flexselect.lite.SelectorError: no selector named, a bad directory, or one for another family.
     """
-    from flexselect.lite import LiteSelector, SelectorError, check_compatible
-
     if name is None:
         if model != "toy":
             raise SelectorError("--scorer lite needs --selector DIR: a selector trained for this model")

@@ -1,7 +1,7 @@
-"""`python -m agent` runs the command line."""
+"""`python -m cli` runs the `flexselect-agent` command line."""
 
 import sys
 
-from agent.cli import main
+from cli.main import main
 
 sys.exit(main())

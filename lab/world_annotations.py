@@ -1,14 +1,14 @@
 """World videos as selector annotations: the toy's seeded needle videos, in the selector's annotation format.
 
-A bridge module, so that neither `agent.toy` nor `agent.selector` imports the other.
+A bridge module, so that neither `lab.toy` nor `agent.selector` imports the other.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from agent.selector.data import Annotation
-from agent.toy.videos import WorldVideos, write_cases
+from lab.needle.videos import WorldVideos, write_cases
+from lab.selector.data import Annotation
 
 
 def world_video_annotations(

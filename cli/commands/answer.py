@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.cli import UsageError
 from agent.models import resolve_model
+from cli.errors import UsageError
 
 if TYPE_CHECKING:  # the model stack is imported when the command runs, not when the CLI starts
     from flexselect.adapters import VideoLLMAdapter

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.cli import UsageError
+from cli.errors import UsageError
 
 if TYPE_CHECKING:  # the MQTT stack is imported when the command runs, not when the CLI starts
     from agent.mqtt.config import MqttConfig

@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from agent.cli import UsageError
 from agent.models import resolve_model
+from cli.errors import UsageError
 
 DEFAULT_FRAMES = "16,64,256,1024"
 BUDGET_FRAMES = 16  # the default budget: this many frames' worth of visual tokens
@@ -78,7 +78,7 @@ def _frame_counts(text: str) -> list[int]:
 
 def _methods(text: str | None, unavailable: dict[str, str]) -> list[str]:
     """The methods to run: named ones (each must be runnable), else every runnable one."""
-    from agent.toy.bench import METHODS
+    from lab.needle.benchmark import METHODS
 
     if text is None:
         return [m for m in METHODS if m not in unavailable]
@@ -118,12 +118,12 @@ def run_needle(args: argparse.Namespace) -> int:
     """Run the benchmark and report it."""
     import torch
 
-    from agent.commands.toy import parse_kinds
-    from agent.toy.bench import BENCH_SEED, needle_bench, tokens_per_frame
-    from agent.toy.calibration import natural_frame_side
-    from agent.toy.card import shipped_kinds
-    from agent.toy.plots import plot_accuracy
+    from cli.commands.toy import parse_kinds
     from flexselect.adapters import AdapterError, load_adapter
+    from lab.needle.benchmark import BENCH_SEED, needle_bench, tokens_per_frame
+    from lab.needle.calibration import natural_frame_side
+    from lab.needle.plots import plot_accuracy
+    from lab.toy.card import shipped_kinds
 
     selector, unavailable = _selector(args)
     frame_counts, methods = _frame_counts(args.frames), _methods(args.methods, unavailable)
@@ -204,7 +204,7 @@ def run_needle(args: argparse.Namespace) -> int:
 
 def table(report: dict[str, Any], out: Path) -> str:
     """Accuracy, first evidence span on the needle (and seconds per question) per method and video length."""
-    from agent.toy.plots import row_label
+    from lab.needle.plots import row_label
 
     rows = report["results"]
     frames = sorted({r["frames"] for r in rows})

@@ -8,12 +8,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.cli import UsageError
 from agent.models import resolve_model
+from cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from agent.toy.calibration import Calibration
     from flexselect.config import Aggregation
+    from lab.needle.calibration import Calibration
 
 DEFAULT_KINDS = ("color", "shape", "place")
 # Needles per world video: the question is about one (or, for count, some) of them, so a layer scores
@@ -63,12 +63,12 @@ def run(args: argparse.Namespace) -> int:
     """Generate or read needle videos, sweep the layers, print, plot and optionally set the default."""
     import torch
 
-    from agent.commands.toy import parse_kinds
-    from agent.toy.calibration import calibrate, natural_frame_side
-    from agent.toy.card import set_reference_layer, shipped_kinds
-    from agent.toy.plots import plot_calibration
-    from agent.toy.videos import WorldVideos, user_cases, write_cases
+    from cli.commands.toy import parse_kinds
     from flexselect.adapters import AdapterError, load_adapter
+    from lab.needle.calibration import calibrate, natural_frame_side
+    from lab.needle.plots import plot_calibration
+    from lab.needle.videos import WorldVideos, user_cases, write_cases
+    from lab.toy.card import set_reference_layer, shipped_kinds
 
     if args.count < 1 or args.frames < 2:
         raise UsageError(f"need --count >= 1 and --frames >= 2, got {args.count} and {args.frames}")

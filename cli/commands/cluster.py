@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.cli import UsageError
+from cli.errors import UsageError
 
 if TYPE_CHECKING:
     from agent.cluster.status import ClusterStatus

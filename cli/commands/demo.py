@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.cli import UsageError
+from cli.errors import UsageError
 
 if TYPE_CHECKING:
     from agent.app import AgentApp

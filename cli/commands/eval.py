@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from agent.cli import UsageError
-from agent.eval.benchmarks import BENCHMARKS, Benchmark
+from cli.errors import UsageError
+from lab.eval.benchmarks import BENCHMARKS, Benchmark
 
 DESCRIPTION = (
     "Answer every question of a benchmark from its published annotation files and videos under --data, "
@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace, benchmark: Benchmark) -> Any:
-    from agent.eval.settings import PresetError, load_preset, resolve
+    from lab.eval.settings import PresetError, load_preset, resolve
 
     overrides = {
         key: getattr(args, key)
@@ -118,7 +118,7 @@ def _settings(args: argparse.Namespace, benchmark: Benchmark) -> Any:
 
 
 def _items(args: argparse.Namespace, benchmark: Benchmark) -> list[Any]:
-    from agent.eval.items import AnnotationError, unique_ids
+    from lab.eval.items import AnnotationError, unique_ids
 
     if not args.data.is_dir():
         raise UsageError(f"--data {args.data} is not a directory")
@@ -131,10 +131,10 @@ def _items(args: argparse.Namespace, benchmark: Benchmark) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve settings, read the annotations, answer the pending items and print the summary table."""
-    from agent.eval import runner
-    from agent.eval.results import ResultsError, ResultStore
-    from agent.eval.scorers import ScorerUnavailable, check_available
-    from agent.eval.summary import format_summary
+    from lab.eval import runner
+    from lab.eval.results import ResultsError, ResultStore
+    from lab.eval.scorers import ScorerUnavailable, check_available
+    from lab.eval.summary import format_summary
 
     benchmark = BENCHMARKS[args.benchmark]
     try:
@@ -165,10 +165,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _session(settings: Any, device: str | None) -> Any:
-    from agent.eval.model import ModelSession
-    from agent.eval.scorers import ScorerUnavailable
     from agent.models import resolve_model
     from flexselect.adapters import AdapterError
+    from lab.eval.model import ModelSession
+    from lab.eval.scorers import ScorerUnavailable
 
     try:
         resolved = settings.model_copy(update={"model": resolve_model(settings.model)})
@@ -179,8 +179,8 @@ def _session(settings: Any, device: str | None) -> Any:
 
 def run_compare(args: argparse.Namespace) -> int:
     """Print the side-by-side table of two results directories."""
-    from agent.eval.compare import compare
-    from agent.eval.results import ResultsError
+    from lab.eval.compare import compare
+    from lab.eval.results import ResultsError
 
     try:
         print(compare(args.a, args.b))

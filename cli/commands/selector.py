@@ -11,14 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.cli import UsageError
 from agent.models import resolve_model
-from agent.recipes import RECIPE_FILE
-from agent.selector import resolve_selector
+from cli.errors import UsageError
+from lab.recipes import RECIPE_FILE
 
 if TYPE_CHECKING:
-    from agent.selector.data import ExampleSource
     from flexselect.adapters import VideoLLMAdapter
+    from lab.selector.data import ExampleSource
 
 EVAL_CLIPS, EVAL_FRAMES = 200, 64
 
@@ -124,7 +123,7 @@ def _load_model(name: str, device: str | None) -> VideoLLMAdapter:
 
 
 def _annotated(path: Path, video_root: Path | None, frames: int) -> ExampleSource:
-    from agent.selector.data import AnnotatedVideos, read_annotations
+    from lab.selector.data import AnnotatedVideos, read_annotations
 
     if not path.is_file():
         raise UsageError(f"annotation file not found: {path}")
@@ -145,7 +144,7 @@ def _positive(args: argparse.Namespace, names: tuple[str, ...]) -> None:
 
 
 def _recipe(args: argparse.Namespace) -> Any:
-    from agent.selector.recipe import PRESETS, SelectorRecipe, saved_recipe
+    from lab.selector.recipe import PRESETS, SelectorRecipe, saved_recipe
 
     if args.resume:
         if not (args.out / RECIPE_FILE).is_file():
@@ -197,8 +196,8 @@ def run_train(args: argparse.Namespace) -> int:
     """Train (or resume) a selector into --out."""
     import torch
 
-    from agent.selector.recipe import train_selector
-    from agent.toy.calibration import natural_frame_side
+    from lab.needle.calibration import natural_frame_side
+    from lab.selector.recipe import train_selector
 
     _positive(
         args,
@@ -242,10 +241,10 @@ def run_train(args: argparse.Namespace) -> int:
 def _write_card(
     args: argparse.Namespace, adapter: VideoLLMAdapter, recipe: Any, state: dict[str, Any], wall_s: float
 ) -> None:
-    from agent.selector.card import write_model_card
-    from agent.selector.data import WorldClips
-    from agent.selector.recipe import HELDOUT_SEED, evaluate_selector
     from flexselect.lite import LiteSelector
+    from lab.selector.card import write_model_card
+    from lab.selector.data import WorldClips
+    from lab.selector.recipe import HELDOUT_SEED, evaluate_selector
 
     selector = LiteSelector.load(args.out, device=adapter.device)
     source = WorldClips(count=EVAL_CLIPS, seed=HELDOUT_SEED + 1, lengths=(EVAL_FRAMES,), size=recipe.size)
@@ -260,10 +259,11 @@ def run_eval(args: argparse.Namespace) -> int:
     """Evaluate a selector against its teacher; print text or JSON."""
     import torch
 
-    from agent.selector.data import WorldClips
-    from agent.selector.recipe import HELDOUT_SEED, evaluate_selector, fingerprint
-    from agent.toy.calibration import natural_frame_side
+    from agent.selector import resolve_selector
     from flexselect.lite import LiteSelector, SelectorError, check_compatible
+    from lab.needle.calibration import natural_frame_side
+    from lab.selector.data import WorldClips
+    from lab.selector.recipe import HELDOUT_SEED, evaluate_selector, fingerprint
 
     _positive(args, ("n", "frames", "k", "timing_groups", "threads"))
     if args.frames < 4:

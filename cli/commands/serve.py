@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from agent.cli import UsageError
+from cli.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

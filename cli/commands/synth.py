@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from agent.cli import UsageError
+from cli.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -10,9 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.cli import UsageError
 from agent.models import resolve_model
-from agent.recipes import RECIPE_FILE
+from cli.errors import UsageError
+from lab.recipes import RECIPE_FILE
 
 KINDS = ("color", "shape", "place", "count", "when")
 
@@ -63,7 +63,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Train (or resume) into --out; 0 when the run ends."""
     import torch
 
-    from agent.toy.recipe import ToyRecipe, saved_recipe, train_toy
+    from lab.toy.recipe import ToyRecipe, saved_recipe, train_toy
 
     for name in ("steps", "minutes", "seed"):
         value = getattr(args, name)
@@ -107,8 +107,8 @@ def parse_kinds(text: str) -> tuple[str, ...]:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate a toy checkpoint on held-out clips and mp4 videos; print a table or JSON."""
-    from agent.toy.evaluate import clip_items, evaluate_clips, evaluate_videos, video_cases
     from flexselect.adapters import AdapterError, load_adapter
+    from lab.toy.evaluate import clip_items, evaluate_clips, evaluate_videos, video_cases
 
     kinds = parse_kinds(args.kinds)
     if args.clips < 0 or args.videos < 0 or args.frames < 3:

@@ -2,5 +2,5 @@
 
 One reader per benchmark (VideoMME, MLVU dev, LongVideoBench val, LVBench) turns its release layout into
 `EvalItem`s; `runner` answers them over FlexSelect's selection, resuming from `items.jsonl`; `summary`
-and `compare` turn result directories into tables. Nothing here imports torch until a run starts.
+and `compare` turn result directories into tables. Only `model` and `scorers` load torch and the models.
 """

@@ -10,8 +10,8 @@ from typing import Literal
 
 import numpy as np
 
-from agent.eval import longvideobench, lvbench, mlvu, videomme
-from agent.eval.items import BadRecord, EvalItem
+from lab.eval import longvideobench, lvbench, mlvu, videomme
+from lab.eval.items import BadRecord, EvalItem
 
 Loader = Callable[[Path], list[EvalItem | BadRecord]]
 Prompter = Callable[[EvalItem, "list[str] | None"], str]

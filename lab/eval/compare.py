@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent.eval.benchmarks import get_benchmark
-from agent.eval.results import ResultsError, read_items, read_settings
-from agent.eval.summary import headline, tally
+from lab.eval.benchmarks import get_benchmark
+from lab.eval.results import ResultsError, read_items, read_settings
+from lab.eval.summary import headline, tally
 
 
 def compare(a: Path, b: Path) -> str:

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.eval.items import AnnotationError, BadRecord, EvalItem, RecordError, checked, lettered, require
-from agent.eval.subtitles import lines_at_frames, load_lvb_json
+from lab.eval.items import AnnotationError, BadRecord, EvalItem, RecordError, checked, lettered, require
+from lab.eval.subtitles import lines_at_frames, load_lvb_json
 
 ANNOTATION = "lvb_val.json"
 CATEGORIES = ("duration_group", "question_category")

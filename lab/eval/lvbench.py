@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from agent.eval.items import AnnotationError, BadRecord, EvalItem, RecordError, checked, find_video, require
+from lab.eval.items import AnnotationError, BadRecord, EvalItem, RecordError, checked, find_video, require
 
 ANNOTATION = "video_info.meta.jsonl"
 ANNOTATION_DIRS = ("", "data")  # DIR itself, or the repository root whose data/ holds the metadata

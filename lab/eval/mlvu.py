@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.eval.items import AnnotationError, BadRecord, EvalItem, RecordError, lettered, require
+from lab.eval.items import AnnotationError, BadRecord, EvalItem, RecordError, lettered, require
 
 TASK_FILES = (
     "1_plotQA",

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.eval.items import ItemFailure
-from agent.eval.scorers import make_scorer
-from agent.eval.settings import RunSettings
 from flexselect.adapters import AdapterError, VideoLLMAdapter, load_adapter
 from flexselect.config import SelectionConfig
 from flexselect.lite import LiteScorer, encode_pair
 from flexselect.pipeline import AnswerResult, FlexSelectPipeline
 from flexselect.types import VisualTokens
+from lab.eval.items import ItemFailure
+from lab.eval.scorers import make_scorer
+from lab.eval.settings import RunSettings
 from streams.errors import StreamError
 from streams.sampling import probe, sample_uniform
 

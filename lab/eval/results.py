@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agent.eval.settings import RunSettings
+from lab.eval.settings import RunSettings
 
 RUN_FILE = "run.json"
 ITEMS_FILE = "items.jsonl"

@@ -15,15 +15,15 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from agent.eval.benchmarks import Benchmark
-from agent.eval.items import BadRecord, EvalItem, ItemFailure, RecordError
-from agent.eval.options import extract_choice
-from agent.eval.results import ResultStore
-from agent.eval.summary import summarize
+from lab.eval.benchmarks import Benchmark
+from lab.eval.items import BadRecord, EvalItem, ItemFailure, RecordError
+from lab.eval.options import extract_choice
+from lab.eval.results import ResultStore
+from lab.eval.summary import summarize
 
 
 class Session(Protocol):
-    """What the loop needs from the model side (`agent.eval.model.ModelSession`)."""
+    """What the loop needs from the model side (`lab.eval.model.ModelSession`)."""
 
     def video(self, path: Any) -> tuple[Any, bool]: ...
 

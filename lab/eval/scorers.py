@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the model stack is imported when a run starts
-    from agent.eval.settings import RunSettings
-    from flexselect.adapters import VideoLLMAdapter
-    from flexselect.budget import Scorer
+from agent.models import TOY_MODEL_DIR
+from agent.selector import load_selector_for
+from flexselect.adapters import VideoLLMAdapter
+from flexselect.budget import Scorer
+from flexselect.lite import LiteScorer, SelectorError
+from flexselect.ranking import ReferenceScorer
+from lab.eval.settings import RunSettings
 
-ScorerBuilder = Callable[["VideoLLMAdapter", "RunSettings"], "Scorer | None"]
+ScorerBuilder = Callable[[VideoLLMAdapter, RunSettings], Scorer | None]
 
 
 class ScorerUnavailable(Exception):
@@ -28,8 +30,6 @@ def _none(adapter: VideoLLMAdapter, settings: RunSettings) -> Scorer | None:
 
 
 def _reference(adapter: VideoLLMAdapter, settings: RunSettings) -> Scorer | None:
-    from flexselect.ranking import ReferenceScorer
-
     try:
         return ReferenceScorer(
             adapter, layer=settings.selection.layer, aggregation=settings.selection.aggregation
@@ -39,10 +39,6 @@ def _reference(adapter: VideoLLMAdapter, settings: RunSettings) -> Scorer | None
 
 
 def _lite(adapter: VideoLLMAdapter, settings: RunSettings) -> Scorer | None:
-    from agent.models import TOY_MODEL_DIR
-    from agent.selector import load_selector_for
-    from flexselect.lite import LiteScorer, SelectorError
-
     model = "toy" if Path(settings.model).resolve() == TOY_MODEL_DIR.resolve() else settings.model
     try:
         return LiteScorer(load_selector_for(settings.selector, model, adapter))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.eval.items import RecordError
+from lab.eval.items import RecordError
 
 _TAG = re.compile(r"<[^>]+>")
 _SRT_TIME = re.compile(r"(\d+):(\d+):(\d+)[,.](\d+)")

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.eval.benchmarks import Benchmark
+from lab.eval.benchmarks import Benchmark
 
 NOTES_SHOWN = 20  # irregular records listed in the printed table (all are in summary.json)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.eval.items import (
+from lab.eval.items import (
     AnnotationError,
     BadRecord,
     EvalItem,
@@ -29,7 +29,7 @@ from agent.eval.items import (
     find_video,
     require,
 )
-from agent.eval.subtitles import lines_at_frames, load_srt
+from lab.eval.subtitles import lines_at_frames, load_srt
 
 CATEGORIES = ("duration", "domain", "sub_category", "task_type")
 MAX_NEW_TOKENS = 1  # videomme.yaml generation_kwargs
@@ -62,7 +62,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of the annotation file as plain dicts."""
     if path.suffix == ".parquet":
         try:
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # optional: only the parquet release needs it; JSON exports do not
         except ImportError:
             raise AnnotationError(
                 f"reading {path.name} needs pyarrow (pip install pyarrow), or convert it to JSON lines"

@@ -21,13 +21,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from agent.toy.plots import row_label
-from agent.toy.videos import NeedleCase, WorldVideos, decode, write_cases
 from flexselect.adapters import VideoLLMAdapter
 from flexselect.config import SelectionConfig, SelectionStyle
 from flexselect.pipeline import AnswerResult, FlexSelectPipeline
 from flexselect.ranking import ReferenceScorer
 from flexselect.types import Prompt, VisualTokens
+from lab.needle.lite import lite_method
+from lab.needle.plots import row_label
+from lab.needle.videos import NeedleCase, WorldVideos, decode, write_cases
 from streams.sampling import uniform_indices
 
 logger = logging.getLogger(__name__)
@@ -85,8 +86,6 @@ def _pipeline(ctx: BenchContext, scorer: Any, budget: int) -> FlexSelectPipeline
 
 
 def _lite(ctx: BenchContext) -> Method:
-    from agent.selector.bench import lite_method
-
     if ctx.selector is None:
         raise ValueError("the lite method needs a selector directory")
     return lite_method(ctx, ctx.selector, max_new_tokens=MAX_NEW_TOKENS, selection=ctx.selection)

@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from agent.toy.videos import NeedleCase, decode
 from flexselect.adapters import VideoLLMAdapter
 from flexselect.config import Aggregation
 from flexselect.toy.calibration import (
@@ -18,6 +17,7 @@ from flexselect.toy.calibration import (
     needle_token_mask,
     tokens_per_frame_group,
 )
+from lab.needle.videos import NeedleCase, decode
 
 CELL = 28
 MAX_WORLD_SIDE = 224

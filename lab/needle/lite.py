@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -38,16 +39,31 @@ class LiteMethod:
         return self.pipeline.answer_tokens(tokens, question)
 
 
+class LiteContext(Protocol):
+    """What the `lite` method reads from the benchmark's context (`lab.needle.benchmark.BenchContext`)."""
+
+    @property
+    def adapter(self) -> VideoLLMAdapter: ...
+    @property
+    def budget(self) -> int: ...
+    @property
+    def layer(self) -> int | None: ...
+
+
 def lite_method(
-    ctx: object, selector_dir: str | Path, *, max_new_tokens: int = 8, selection: SelectionStyle = "paper"
+    ctx: LiteContext,
+    selector_dir: str | Path,
+    *,
+    max_new_tokens: int = 8,
+    selection: SelectionStyle = "paper",
 ) -> LiteMethod:
-    """The benchmark's `lite` entry: `ctx` is `agent.toy.bench.BenchContext` (adapter, budget, layer)."""
-    selector = LiteSelector.load(selector_dir, device=ctx.adapter.device)  # type: ignore[attr-defined]
+    """The benchmark's `lite` entry: the selector in `selector_dir`, with `ctx`'s model, budget and layer."""
+    selector = LiteSelector.load(selector_dir, device=ctx.adapter.device)
     return LiteMethod(
-        ctx.adapter,  # type: ignore[attr-defined]
+        ctx.adapter,
         selector,
-        budget=ctx.budget,  # type: ignore[attr-defined]
-        layer=ctx.layer,  # type: ignore[attr-defined]
+        budget=ctx.budget,
+        layer=ctx.layer,
         max_new_tokens=max_new_tokens,
         selection=selection,
     )

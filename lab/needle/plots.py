@@ -5,22 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-def _pyplot() -> Any:
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _figure() -> tuple[Figure, Axes]:
+    """A figure drawn off-screen (no pyplot, so no display backend and no global figure registry)."""
+    fig = Figure(figsize=(6, 3.6), dpi=120)
+    return fig, fig.subplots()
 
-    return plt
+
+def _save(fig: Figure, ax: Axes, title: str, path: Path) -> Path:
+    """Title, grid and legend, then write the PNG to `path`; returns `path`."""
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
 
 
 def plot_calibration(
     path: Path, curves: dict[str, list[float]], chosen: int, title: str, chance: float | None = None
 ) -> Path:
     """Per-layer needle metrics (one line each) with the chosen layer and chance marked; returns `path`."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    fig, ax = _figure()
     for name, values in curves.items():
         ax.plot(range(len(values)), values, marker="o", label=name)
     if chance is not None:
@@ -28,16 +39,8 @@ def plot_calibration(
     ax.axvline(chosen, color="grey", linestyle="--", linewidth=1, label=f"chosen layer {chosen}")
     ax.set_xlabel("decoder layer")
     ax.set_ylabel("fraction")
-    ax.set_ylim(0, 1.02)
     ax.set_xticks(range(len(next(iter(curves.values())))))
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, title, path)
 
 
 def row_label(row: dict[str, Any]) -> str:
@@ -47,8 +50,7 @@ def row_label(row: dict[str, Any]) -> str:
 
 def plot_accuracy(path: Path, results: list[dict[str, Any]], title: str) -> Path:
     """Accuracy against frames (log scale), one line per method (and selection style); returns `path`."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    fig, ax = _figure()
     for method in dict.fromkeys(row_label(r) for r in results):
         rows = sorted((r for r in results if row_label(r) == method and r["n"]), key=lambda r: r["frames"])
         ax.plot([r["frames"] for r in rows], [r["accuracy"] for r in rows], marker="o", label=method)
@@ -57,12 +59,4 @@ def plot_accuracy(path: Path, results: list[dict[str, Any]], title: str) -> Path
     ax.set_xticks(frames, [str(f) for f in frames])
     ax.set_xlabel("frames in the video")
     ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, title, path)

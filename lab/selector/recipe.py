@@ -14,8 +14,6 @@ import torch
 from tqdm.auto import tqdm
 
 from agent.models import resolve_model
-from agent.recipes import read_recipe, recipe_saver
-from agent.selector.data import ExampleSource, WorldClips
 from flexselect.adapters import VideoLLMAdapter
 from flexselect.config import Aggregation
 from flexselect.lite import QWEN2_5_0_5B, QWEN2_5_0_5B_1D, DecoderShape, LiteSelector, encode_with_features
@@ -26,6 +24,8 @@ from flexselect.training.data import TeacherSample, TeacherStore, fill, teacher_
 from flexselect.training.distill import TrainConfig, train
 from flexselect.training.metrics import predictions, rank_metrics
 from flexselect.types import VisualTokens
+from lab.recipes import read_recipe, recipe_saver
+from lab.selector.data import ExampleSource, WorldClips
 
 logger = logging.getLogger(__name__)
 HELDOUT_SEED = 770_077  # held-out world clips; training clips use the recipe's seed

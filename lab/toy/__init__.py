@@ -1,1 +1,1 @@
-"""The toy model's data, training driver, evaluation, calibration and needle benchmark (`streams.synth`)."""
+"""The toy video LLM's training data, recipe and driver, held-out evaluation and model card."""

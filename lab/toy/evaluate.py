@@ -11,12 +11,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from agent.toy.data import Labelled, ToyData, ToyDataConfig
-from agent.toy.videos import NeedleCase, WorldVideos, decode, write_cases
 from flexselect.adapters import VideoLLMAdapter
 from flexselect.config import SelectionConfig
 from flexselect.pipeline import FlexSelectPipeline
 from flexselect.toy.batch import ToyTextCodec
+from lab.needle.videos import NeedleCase, WorldVideos, decode, write_cases
+from lab.toy.data import Labelled, ToyData, ToyDataConfig
 from streams.synth import QUESTION_KINDS
 
 CLIP_SEED = 4242  # held-out clip stream (training: (seed, step); monitoring during training: 12345)

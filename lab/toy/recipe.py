@@ -11,13 +11,13 @@ from typing import Any
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from agent.recipes import read_recipe, recipe_saver
-from agent.toy.data import EVIDENCE_CLASSES, TOKEN_CLASSES, Labelled, ToyData, ToyDataConfig
 from flexselect.toy.batch import ToyTextCodec, answers_correct, collate, forward
 from flexselect.toy.model import ToyModelConfig, build_toy_model, build_toy_processor
 from flexselect.toy.tokenizer import build_word_tokenizer
 from flexselect.toy.train import TrainConfig, train
 from flexselect.training.checkpoint import config_from_json
+from lab.recipes import read_recipe, recipe_saver
+from lab.toy.data import EVIDENCE_CLASSES, TOKEN_CLASSES, Labelled, ToyData, ToyDataConfig
 from streams.synth import WORDS
 
 logger = logging.getLogger(__name__)

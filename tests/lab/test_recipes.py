@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.recipes import RECIPE_FILE, read_recipe, recipe_saver
-from agent.selector.recipe import SelectorRecipe, saved_recipe
+from lab.recipes import RECIPE_FILE, read_recipe, recipe_saver
+from lab.selector.recipe import SelectorRecipe, saved_recipe
 
 
 def test_the_saver_writes_the_recipe_then_calls_the_next_hook(tmp_path: Path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.world_annotations import world_video_annotations
+from lab.world_annotations import world_video_annotations
 
 
 def test_world_videos_become_annotations_with_their_questions_and_answers(tmp_path: Path):

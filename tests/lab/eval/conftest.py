@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from flexselect.tiny import save_tiny
-from tests.eval.eval_data import write_clip
+from tests.lab.eval.eval_data import write_clip
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
-from agent.eval.benchmarks import BENCHMARKS
-from tests.eval.eval_data import (
+from cli.main import main
+from lab.eval.benchmarks import BENCHMARKS
+from tests.lab.eval.eval_data import (
     BUILDERS,
     ITEM_COUNTS,
     VIDEOMME_ROWS,

@@ -14,12 +14,12 @@ import json
 
 import pytest
 
-from agent.eval import lvbench, mlvu, runner
-from agent.eval.benchmarks import BENCHMARKS
-from agent.eval.items import BadRecord
-from agent.eval.options import Choice, extract_choice
-from agent.eval.summary import format_summary, summarize
-from tests.eval.eval_data import mlvu_record, write_lvbench_repository, write_mlvu, write_mlvu_irregular
+from lab.eval import lvbench, mlvu, runner
+from lab.eval.benchmarks import BENCHMARKS
+from lab.eval.items import BadRecord
+from lab.eval.options import Choice, extract_choice
+from lab.eval.summary import format_summary, summarize
+from tests.lab.eval.eval_data import mlvu_record, write_lvbench_repository, write_mlvu, write_mlvu_irregular
 
 MLVU = BENCHMARKS["mlvu"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.eval.options import Choice, extract_choice
+from lab.eval.options import Choice, extract_choice
 
 OPTIONS = {"A": "a red car", "B": "a blue bicycle", "C": "two dogs", "D": "nothing happens"}
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.eval import longvideobench, lvbench, mlvu, videomme
-from agent.eval.items import EvalItem
-from tests.eval.eval_data import SRT
+from lab.eval import longvideobench, lvbench, mlvu, videomme
+from lab.eval.items import EvalItem
+from tests.lab.eval.eval_data import SRT
 
 ITEM = EvalItem(
     id="q",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.eval import longvideobench, lvbench, mlvu, videomme
-from agent.eval.items import AnnotationError, BadRecord, EvalItem, unique_ids
-from tests.eval.eval_data import (
+from lab.eval import longvideobench, lvbench, mlvu, videomme
+from lab.eval.items import AnnotationError, BadRecord, EvalItem, unique_ids
+from tests.lab.eval.eval_data import (
     VIDEOMME_ROWS,
     mlvu_record,
     videomme_row,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.eval.model import ModelSession, apply_pixel_cap, default_budget
-from agent.eval.settings import (
+from flexselect.adapters import AdapterError, load_adapter
+from flexselect.tiny import save_tiny
+from lab.eval.model import ModelSession, apply_pixel_cap, default_budget
+from lab.eval.settings import (
     PRESET_DIR,
     PresetError,
     Sampling,
@@ -15,8 +17,6 @@ from agent.eval.settings import (
     load_preset,
     resolve,
 )
-from flexselect.adapters import AdapterError, load_adapter
-from flexselect.tiny import save_tiny
 
 
 def test_the_paper_presets_ship():

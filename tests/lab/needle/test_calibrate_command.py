@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
 from agent.models import resolve_model
-from agent.toy.videos import WorldVideos, write_cases
+from cli.main import main
 from flexselect.tiny import save_tiny
+from lab.needle.videos import WorldVideos, write_cases
 
 
 def calibrate(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 
-from agent.cli import main
 from agent.selector import TOY_SELECTOR_DIR
-from agent.toy.bench import RandomScorer
+from cli.main import main
 from flexselect.types import Prompt, VisualTokens
+from lab.needle.benchmark import RandomScorer
 
 KEYS = {
     "method",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from cli.main import main
 from flexselect.lite import LiteSelector
 from tests.selector.selector_helpers import tiny_selector
 
@@ -60,8 +60,8 @@ def test_an_unknown_preset_is_a_usage_error(tmp_path: Path, capsys):
 
 
 def test_the_model_card_reports_the_results(selector_dir: Path):
-    from agent.selector.card import write_model_card
-    from agent.selector.recipe import SelectorRecipe
+    from lab.selector.card import write_model_card
+    from lab.selector.recipe import SelectorRecipe
 
     results = {"spearman": 0.81, "recall_at_k": 0.9, "k": 16, "n": 200, "frames": 64, "ms_per_1k_tokens": 1.0,
                "teacher_ms_per_1k_tokens": 2.0, "recall_by_k": {"4": 0.95, "16": 0.9}}  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.selector.data import AnnotatedVideos, Annotation, WorldClips, read_annotations, write_annotations
+from lab.selector.data import AnnotatedVideos, Annotation, WorldClips, read_annotations, write_annotations
 from streams.synth import write_mp4
 
 SAMPLE = [

@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import torch
 
-from agent.toy.data import TOKEN_CLASSES, ToyData, ToyDataConfig, evidence_targets, token_targets
 from flexselect.adapters.base import LayerInput
 from flexselect.ranking import question_attention
 from flexselect.toy.batch import IGNORE, ToyTextCodec, forward
 from flexselect.toy.train import AttentionInput, evidence_attention_loss
+from lab.toy.data import TOKEN_CLASSES, ToyData, ToyDataConfig, evidence_targets, token_targets
 from streams.synth import COLOR_NAMES, SHAPES, ClipSampler
 
 DATA = ToyDataConfig(lengths=(8, 16), length_weights=(0.5, 0.5), frames_per_batch=64)

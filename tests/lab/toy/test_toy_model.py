@@ -11,11 +11,11 @@ import torch
 from transformers.video_utils import VideoMetadata
 
 from agent.models import resolve_model
-from agent.toy.card import read_card
-from agent.toy.evaluate import all_tokens, clip_items, video_cases
-from agent.toy.recipe import ToyRecipe
-from agent.toy.videos import decode
 from flexselect.adapters import VideoLLMAdapter, load_adapter
+from lab.needle.videos import decode
+from lab.toy.card import read_card
+from lab.toy.evaluate import all_tokens, clip_items, video_cases
+from lab.toy.recipe import ToyRecipe
 
 TOY = Path(resolve_model("toy"))
 # (kind, index in the held-out clip stream of `clip_items(seed=4242)`, question, answer): clips it gets right.

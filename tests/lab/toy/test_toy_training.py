@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from agent.toy.data import EVIDENCE_CLASSES, TOKEN_CLASSES, ToyDataConfig
-from agent.toy.recipe import ToyRecipe, train_toy
 from flexselect.adapters import load_adapter
 from flexselect.toy.train import TrainConfig
+from lab.toy.data import EVIDENCE_CLASSES, TOKEN_CLASSES, ToyDataConfig
+from lab.toy.recipe import ToyRecipe, train_toy
 from tests.toy.toy_helpers import TINY
 
 RECIPE = ToyRecipe(
