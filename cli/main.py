@@ -19,11 +19,12 @@ from cli.errors import UsageError
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
 COMMANDS = (ask, answer, synth, serve, demo, toy, calibrate, bench, evaluate, selector, cluster)
+DESCRIPTION = "FlexSelect Agent: the video question-answering service, and the lab that trains and tests it."
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="flexselect-agent", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="flexselect-agent", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)

@@ -1,6 +1,6 @@
-"""World videos as selector annotations: the toy's seeded needle videos, in the selector's annotation format.
+"""World videos as selector annotations: the seeded needle videos, in the selector's annotation format.
 
-A bridge module, so that neither `lab.toy` nor `agent.selector` imports the other.
+A bridge module, so that the selector's training (`lab.selector`) imports nothing of `lab.needle`.
 """
 
 from __future__ import annotations

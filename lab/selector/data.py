@@ -191,4 +191,3 @@ class AnnotatedVideos:
             "count": len(self.items),
             "frames": self.frames,
         }
-
