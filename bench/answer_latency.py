@@ -64,7 +64,7 @@ def build(model: str, max_tokens: int = 0) -> tuple[VideoLLMAdapter, int]:
 
 def build_selector(adapter: VideoLLMAdapter, model: str) -> LiteSelector:
     """A random selector of the paper's shapes (for the 7B) or the tiny preset, on the model's device."""
-    from agent.selector.recipe import decoder_for
+    from lab.selector.recipe import decoder_for
 
     torch.manual_seed(0)
     preset = "qwen2.5-0.5b" if model == "qwen2.5-vl-7b" else "tiny"

@@ -1,6 +1,6 @@
 """Agent processes for cluster tests and the scaling benchmark: configs, start, kill, and an asking client.
 
-Each agent is a real `python -m agent serve` process (its own model copy, its own connections), so a
+Each agent is a real `python -m cli serve` process (its own model copy, its own connections), so a
 `kill -9` is a real crash; `Asker` is a plain MQTT client that records every reply by request id.
 """
 
@@ -72,7 +72,7 @@ def agent_yaml(
 
 
 class AgentProcess:
-    """One `python -m agent serve` child; its log goes to `<directory>/<id>.log`."""
+    """One `python -m cli serve` child; its log goes to `<directory>/<id>.log`."""
 
     def __init__(self, directory: Path, config: dict[str, Any]) -> None:
         self.id = config["cluster"]["agent_id"]
@@ -90,7 +90,7 @@ class AgentProcess:
         }
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "agent", "serve", "-c", str(self.config_path)],
+                [sys.executable, "-m", "cli", "serve", "-c", str(self.config_path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -21,12 +21,12 @@ import torch
 
 from agent.models import resolve_model
 from agent.selector import resolve_selector
-from agent.selector.data import WorldClips
-from agent.toy.calibration import natural_frame_side
 from flexselect.adapters import load_adapter
 from flexselect.lite import LiteScorer, LiteSelector, SelectorCache, encode_pair
 from flexselect.training.loss import spearman
 from flexselect.training.metrics import recall_at_k
+from lab.needle.calibration import natural_frame_side
+from lab.selector.data import WorldClips
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75)
 

@@ -10,10 +10,10 @@ import pytest
 import redis.asyncio as aioredis
 import torch
 
-from agent.selector.recipe import decoder_for
 from flexselect.adapters import VideoLLMAdapter, load_adapter
 from flexselect.lite import LiteSelector
 from flexselect.tiny import save_tiny
+from lab.selector.recipe import decoder_for
 from streams.synth import WorldConfig, generate_world, write_world
 from tests.mqtt.conftest import mosquitto, prefix, tls_files  # noqa: F401  (the MQTT fixtures)
 

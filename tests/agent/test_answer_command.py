@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from agent.cli import main
+from cli.main import main
 from flexselect.tiny import FAMILIES, save_tiny
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
 from agent.config import ConfigError, load_config
+from cli.main import main
 
 
 def write(tmp_path: Path, text: str) -> Path:

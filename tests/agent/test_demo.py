@@ -10,13 +10,13 @@ import sys
 import pytest
 import torch
 
-from agent.cli import main
-from agent.commands.demo import choose_scorer
 from agent.models import TOY_MODEL_DIR
 from agent.selector import TOY_SELECTOR_DIR
-from agent.selector.recipe import decoder_for
+from cli.commands.demo import choose_scorer
+from cli.main import main
 from flexselect.adapters import load_adapter
 from flexselect.lite import LiteSelector
+from lab.selector.recipe import decoder_for
 
 
 def near(span: list[float], truth: list[float], slack: float = 2.0) -> bool:
@@ -28,7 +28,7 @@ def demo(*args: str) -> dict:
     """Run `flexselect-agent demo --json ARGS` and return its report."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "agent", "demo", "--json", *args], capture_output=True, text=True, timeout=900,
+        [sys.executable, "-m", "cli", "demo", "--json", *args], capture_output=True, text=True, timeout=900,
         env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]

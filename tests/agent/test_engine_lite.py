@@ -94,7 +94,7 @@ def test_serve_with_a_missing_selector_directory_exits_with_one_clear_line(model
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "agent", "serve", "-c", str(config)], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "cli", "serve", "-c", str(config)], capture_output=True, text=True, env=env
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (

@@ -112,7 +112,7 @@ async def test_sigterm_stops_the_process_cleanly_with_stopped_published(
         f"mqtt: {{prefix: {prefix}, client_id: {prefix}-proc}}\nhttp: {{enabled: false}}\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "serve", "-c", str(config)], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "-c", str(config)], env=env)
     try:
         await wait_retained(f"{prefix}/available", b"online", timeout=60)
         proc.send_signal(signal.SIGTERM)
@@ -127,7 +127,7 @@ def test_validate_config_reports_a_bad_key_with_its_path(tmp_path):
     config = tmp_path / "agent.yaml"
     config.write_text("mqtt:\n  prefixx: cams\n")
     result = subprocess.run(
-        [sys.executable, "-m", "agent", "serve", "-c", str(config), "--validate-config"],
+        [sys.executable, "-m", "cli", "serve", "-c", str(config), "--validate-config"],
         capture_output=True,
         text=True,
     )

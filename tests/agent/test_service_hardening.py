@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from agent.cli import main
 from agent.mqtt import AskRequest, MqttConfig, MqttLink
+from cli.main import main
 from tests.agent.service_helpers import agent_config, ask, client, running, wait_for_memory
 from tests.memory.memory_helpers import RedisServer, free_port
 from tests.mqtt.mqtt_helpers import make_tls_files, read_retained

@@ -209,7 +209,7 @@ class Soak:
         log = (self.tmp / f"agent-{self.runs}.log").open("wb")
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "serve", "-c", str(path)], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "cli", "serve", "-c", str(path)], env=env, stdout=log, stderr=log
         )
         agent = Agent(process, http)
         started = time.monotonic()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.models import TOY_MODEL_DIR
-from agent.toy.card import shipped_kinds
+from lab.toy.card import shipped_kinds
 from streams.synth import GroundTruth, WorldConfig, generate_world, write_world
 from tests.agent.service_helpers import agent_config, ask, client, running, wait_for_memory
 from tests.streams.conftest import RtspServer, gstreamer_missing

@@ -13,7 +13,6 @@ import yaml
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
-from agent.cli import main
 from agent.cluster.config import ClusterConfig
 from agent.cluster.journal import encode
 from agent.cluster.leases import LeaseStore
@@ -21,6 +20,7 @@ from agent.cluster.registry import AgentInfo, Registry
 from agent.config import AgentConfig, StreamSection
 from agent.memory.redis_scripts import KeyLayout
 from agent.mqtt import AskRequest, IncomingMessage, Topics
+from cli.main import main
 from tests.agent.service_helpers import agent_config, ask, client, running, wait_for_memory
 from tests.memory.memory_helpers import REDIS_URL, drop_prefix
 from tests.mqtt.mqtt_helpers import read_retained

@@ -134,9 +134,9 @@ def test_selector_training_steps_on_the_gpu_follow_the_cpu(pair, tmp_path: Path)
 def test_the_engine_answers_on_the_gpu_with_both_scorers(cuda, tmp_path: Path):
     from agent.config import ModelSection
     from agent.engine import ChunkInput, Engine
-    from agent.selector.recipe import decoder_for
     from flexselect.adapters import load_adapter
     from flexselect.tiny import save_tiny
+    from lab.selector.recipe import decoder_for
 
     model_dir = save_tiny("qwen2_5_vl", tmp_path / "tiny")
     answers = {}

@@ -14,7 +14,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from agent.cli import main
+from cli.main import main
 from tests.mqtt.mqtt_helpers import HOST, PORT, free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(60)]
@@ -147,7 +147,7 @@ async def test_an_unreachable_broker_is_one_line_and_exit_2(capsys):
 async def test_the_command_works_from_another_process(prefix):
     async with responder(prefix, lambda request: ANSWER):
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent", "ask", "what?", "--prefix", prefix, "--host", HOST,
+            sys.executable, "-m", "cli", "ask", "what?", "--prefix", prefix, "--host", HOST,
             "--port", str(PORT), "--timeout", "20",
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip

@@ -22,5 +22,5 @@ def test_the_mqtt_package_imports_no_models_streams_memory_or_broker():
 
 
 def test_registering_the_ask_command_imports_no_mqtt_client():
-    loaded = imported_after("import agent.commands.ask")
+    loaded = imported_after("import cli.commands.ask")
     assert not {name.split(".")[0] for name in loaded} & {"aiomqtt", "paho", "torch"}

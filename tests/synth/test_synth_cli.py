@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agent import cli
+from cli.main import main
 from streams.synth import WorldConfig, generate_world, ground_truth
 
 
@@ -26,7 +26,7 @@ def test_synth_video_writes_the_mp4_and_its_ground_truth(tmp_path, capsys):
         "--size",
         "112x56",
     ]
-    assert cli.main([*argv, "--out", str(out)]) == 0
+    assert main([*argv, "--out", str(out)]) == 0
     assert out.stat().st_size > 0
     config = WorldConfig(seconds=3, fps=4, width=112, height=56, needles=2, seed=7)
     expected = ground_truth(generate_world(config))
@@ -52,12 +52,12 @@ def test_synth_video_writes_the_mp4_and_its_ground_truth(tmp_path, capsys):
 def test_bad_input_exits_2_with_a_one_line_error(tmp_path, capsys, args, message):
     out = tmp_path / "bad.mp4"
     argv = ["synth", "video", "--seconds", "10", "--fps", "2", "--out", str(out), *args]
-    assert cli.main(argv) == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("flexselect-agent synth: error: ") and message in err and err.count("\n") == 1
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
 def test_out_must_be_an_mp4(tmp_path, capsys):
-    assert cli.main(["synth", "video", "--seconds", "1", "--out", str(tmp_path / "x.avi")]) == 2
+    assert main(["synth", "video", "--seconds", "1", "--out", str(tmp_path / "x.avi")]) == 2
     assert "--out must end with .mp4" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""The `flexselect-agent` command line: the composition root over the service (`agent`) and the lab."""

@@ -1,0 +1,1 @@
+"""One module per `flexselect-agent` subcommand, each with `register(subparsers)`."""

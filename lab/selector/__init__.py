@@ -1,0 +1,1 @@
+"""FlexSelect-Lite training: where teacher groups come from, the recipe and driver, the model card."""
