@@ -89,7 +89,11 @@ def client_kwargs(config: RedisConfig) -> dict[str, Any]:
     """Keyword arguments for `redis.asyncio.Redis.from_url` (binary replies, our own timeouts and retry)."""
     kwargs: dict[str, Any] = {
         "decode_responses": False,
-        "socket_timeout": config.op_timeout_s,
+        # No socket timeout: redis-py then wraps every command's write in asyncio.wait_for, which on Python
+        # 3.11 drops a cancellation arriving as the write completes (CPython gh-86296), so nearly every task
+        # cancelled during a Redis call kept running (a stopping agent hung). Callers bound their calls with
+        # asyncio.timeout instead (`_io` here, the pictures store, agent.cluster).
+        "socket_timeout": None,
         "socket_connect_timeout": config.connect_timeout_s,
         "retry": Retry(NoBackoff(), 1),  # one immediate retry for a stale pooled connection; we back off
     }
