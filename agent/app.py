@@ -328,6 +328,8 @@ class AgentApp:
         assert self.cluster is not None
         journal = self.cluster.journal
         entry = await journal.add(message)
+        if entry is None:  # another agent claimed it (every agent receives every question)
+            return
         task = await self._on_ask(message)
         if task is None:  # refused at once, the reply is out
             await journal.remove(entry)
