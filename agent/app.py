@@ -7,7 +7,7 @@ Start order (each step needs the ones before it):
     4. model worker     9. one ingest task per stream, status publisher
     5. MQTT link
 With `cluster.enabled`, step 9 is a `ClusterMember` instead: it ingests the streams whose leases it holds,
-and questions come through a shared subscription (agent/cluster, docs/cluster.md).
+and each question is claimed by one agent in Redis (agent/cluster, docs/cluster.md).
 Stop (SIGTERM, or the end of `run_until`): ingest stops first (a clustered agent releases its leases),
 questions in flight get up to `shutdown_timeout_s` to finish (new ones are refused with `shutting_down`),
 `stopped` is published, the memory is flushed and closed.
@@ -328,6 +328,8 @@ class AgentApp:
         assert self.cluster is not None
         journal = self.cluster.journal
         entry = await journal.add(message)
+        if entry is None:  # another agent claimed it (every agent receives every question)
+            return
         task = await self._on_ask(message)
         if task is None:  # refused at once, the reply is out
             await journal.remove(entry)

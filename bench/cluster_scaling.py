@@ -5,12 +5,13 @@
                                     [--mqtt-host 127.0.0.1] [--mqtt-port 1883] [--out bench/results]
 
 Starts `--agents` real agent processes (the tiny random Qwen2.5-VL checkpoint, CPU) that share `--streams`
-real-time recordings through Redis leases (`--capacity` streams each) and take questions through an MQTT
-shared subscription. Each phase waits until the streams are settled on the live agents, then keeps
-2 x agents questions in flight for `--seconds` (each about a random stream, owned by any agent or none:
-every agent answers from the shared memory) and counts answers. Then one agent is stopped with SIGTERM
-(its streams are handed over) and the next phase runs with one agent fewer. Rows are printed from 1 agent
-up. On a shared 2-core CPU the question rate cannot grow past the cores; only the shape means anything.
+real-time recordings through Redis leases (`--capacity` streams each) and take questions by claiming them
+in Redis (every agent receives each question). Each phase waits until the streams are settled on the
+live agents, then keeps 2 x agents questions in flight for `--seconds` (each about a random stream,
+owned by any agent or none: every agent answers from the shared memory) and counts answers. Then one
+agent is stopped with SIGTERM (its streams are handed over) and the next phase runs with one agent fewer.
+Rows are printed from 1 agent up. On a shared 2-core CPU the question rate cannot grow past the cores;
+only the shape means anything.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class ClusterConfig(BaseModel):
     lease_s: float = Field(10.0, ge=0.5, le=600, title="Stream lease; a dead agent's streams move after it")
     tick_s: float | None = Field(None, gt=0, le=60, title="Renew and claim period; None: lease_s / 4")
     share_group: str = Field(
-        "flexselect", pattern=r"^[A-Za-z0-9_-]{1,64}$", title="MQTT shared-subscription group (questions)"
+        "flexselect", pattern=r"^[A-Za-z0-9_-]{1,64}$", title="Unused (questions are claimed in Redis)"
     )
     status_interval_s: float = Field(5.0, gt=0, le=3600, title="Period of the retained cluster status")
 

@@ -1,10 +1,10 @@
-"""One agent's part in a cluster: heartbeat, fenced stream leases, takeover of dead agents' questions.
+"""One agent's part in a cluster: heartbeat, fenced stream leases, re-taking dead agents' questions.
 
 Every `period_s` the member renews its agent key and its leases (a lease it lost stops that ingest at
-once), reads the shared stream set, adopts the journal of any agent whose liveness key expired, and claims
-free streams it may ingest (pins) up to min(capacity, its fair share). A stopping agent first hands its
-streams over (ingest stopped, leases released: a peer claims them on its next tick), answers the questions
-it holds, and only then leaves (deletes its liveness key and journal).
+once), reads the shared stream set, re-takes the questions whose taker died before answering (journal.py),
+and claims free streams it may ingest (pins) up to min(capacity, its fair share). A stopping agent first
+hands its streams over (ingest stopped, leases released: a peer claims them on its next tick) and leaves
+new questions to its live peers, answers the questions it took, and only then leaves.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ from agent.memory.redis import RedisTokenMemory
 from agent.mqtt import IncomingMessage
 
 logger = logging.getLogger(__name__)
+
+LOST = 0  # the fence of a stream given up: no lease has token 0, so its appends are refused
+STOP_WAIT_S = 10.0  # how long a stop waits for a cancelled task before it gives up on it (logged)
 
 StartIngest = Callable[[StreamSection], "asyncio.Task[None]"]
 StopIngest = Callable[[str], None]
@@ -64,7 +67,7 @@ class ClusterMetrics:
         )
         self.lost = Counter("flexselect_cluster_leases_lost_total", "Leases lost before release", registry=r)
         self.adopted = Counter(
-            "flexselect_cluster_adopted_questions_total", "Questions adopted from dead agents", registry=r
+            "flexselect_cluster_adopted_questions_total", "Questions re-taken from dead agents", registry=r
         )
 
 
@@ -87,7 +90,7 @@ class ClusterMember:
         client = memory.client
         self.registry = Registry(client, memory.keys.prefix)
         self.leases = LeaseStore(client, memory.keys, config.agent_id, config.lease_s)
-        self.journal = Journal(client, self.registry, config.agent_id)
+        self.journal = Journal(client, self.registry, config.agent_id, timeout_s=config.lease_s)
         self.metrics = ClusterMetrics(metrics)
         self.metrics.capacity.set(config.capacity)
         self._start_ingest = start_ingest
@@ -101,6 +104,7 @@ class ClusterMember:
         self._last_status = 0.0
         self._loop: asyncio.Task[None] | None = None
         self._leaving = False
+        self._peers = 0  # other live agents at the last tick
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def start(self, configured: list[StreamSection]) -> None:
@@ -112,30 +116,34 @@ class ClusterMember:
     async def handover(self) -> None:
         """Stop ingesting and release every lease now, so peers take the streams on their next tick."""
         if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
+            await stop_task(self._loop, "the cluster tick loop")
             self._loop = None
         self._leaving = True
+        self.journal.yielding = self._peers > 0  # the peers have their own copy of every new question
         with contextlib.suppress(Exception):
-            await self._heartbeat()  # peers stop counting us before our streams come free
+            async with asyncio.timeout(self.config.lease_s):
+                await self._heartbeat()  # peers stop counting us before our streams come free
         for stream in list(self.owned):
             await self._drop(stream, release=True)
         with contextlib.suppress(Exception):
-            await self._heartbeat()
+            async with asyncio.timeout(self.config.lease_s):
+                await self._heartbeat()
         logger.info("cluster: handed every stream over")
 
     async def leave(self) -> None:
-        """After the last reply: delete the journal and the liveness key (a clean exit leaves nothing)."""
+        """After the last reply: mark our questions done, delete the liveness key and registry entry."""
+        await self.journal.finish()
         with contextlib.suppress(Exception):
-            await self.journal.clear()
-            await self.registry.forget(self.config.agent_id)
-            await self.publish_status()
+            async with asyncio.timeout(self.config.lease_s):
+                await self.registry.forget(self.config.agent_id)
+                await self.publish_status()
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.config.period_s)
             try:
-                await self.tick()
+                async with asyncio.timeout(self.config.lease_s):  # a stuck Redis call must not stop fencing
+                    await self.tick()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -149,13 +157,13 @@ class ClusterMember:
             for stream in list(self.owned):
                 owned = self.owned.pop(stream)
                 owned.task.cancel()
-                self.memory.set_fence(stream, None)
+                self.memory.set_fence(stream, LOST)  # not awaited: a late append is refused
                 self._stop_ingest(stream)
                 self.metrics.lost.inc()
 
     # ------------------------------------------------------------------------------------------ one tick
     async def tick(self) -> None:
-        """Heartbeat, renew, follow the stream set, adopt dead agents' questions, claim free streams."""
+        """Heartbeat, renew, follow the stream set, re-take dead agents' questions, claim free streams."""
         await self._heartbeat()
         await self._renew()
         self.streams = await self.registry.streams()
@@ -164,9 +172,11 @@ class ClusterMember:
             await self._drop(stream, release=True)
         agents = await self.registry.agents()
         alive = [a for a, (info, up) in agents.items() if up and not info.leaving]
+        self._peers = len([a for a in alive if a != self.config.agent_id])
+        await self._retake()
         for agent, (_, up) in agents.items():
             if not up and agent != self.config.agent_id:
-                await self._adopt(agent)
+                await self._forget_if_free(agent)
         await self._claim(len(alive))
         await self._shed(agents)
         self.metrics.owned.set(len(self.owned))
@@ -252,21 +262,24 @@ class ClusterMember:
         owned = self.owned.pop(stream, None)
         if owned is None:
             return
-        owned.task.cancel()
-        await asyncio.gather(owned.task, return_exceptions=True)
-        self.memory.set_fence(stream, None)
+        self.memory.set_fence(stream, LOST)  # a late append (or a buffered one flushed later) is refused
+        await stop_task(owned.task, f"the ingest of {stream}")
         self._stop_ingest(stream)
         if release:
             with contextlib.suppress(Exception):
-                await self.leases.release(stream, owned.token)
+                async with asyncio.timeout(self.config.lease_s):
+                    await self.leases.release(stream, owned.token)
 
-    async def _adopt(self, agent: str) -> None:
-        questions = await self.journal.adopt(agent)
+    async def _retake(self) -> None:
+        questions = await self.journal.retake(self.registry.alive)
         if questions:
-            logger.warning("cluster: answering %d questions of the dead agent %s", len(questions), agent)
+            logger.warning("cluster: answering %d questions whose agent died", len(questions))
             self.metrics.adopted.inc(len(questions))
         for message in questions:
             await self._on_adopted(message)
+
+    async def _forget_if_free(self, agent: str) -> None:
+        """Drop a dead agent from the registry once no lease names it any more."""
         leased = [s for s in self.streams if (lease := await self.leases.read(s)) and lease.agent == agent]
         if not leased:
             await self.registry.forget(agent)
@@ -300,3 +313,26 @@ class ClusterMember:
             except (ValueError, KeyError, TypeError):
                 raise ValueError('a stream removal is {"id": "<stream id>"}') from None
             await self.registry.remove_stream(str(stream))
+
+
+async def stop_task(task: asyncio.Task[None], what: str, timeout_s: float = STOP_WAIT_S) -> bool:
+    """Cancel a task and wait until it ends; True if it did within `timeout_s`.
+
+    A library can drop a cancellation (on Python 3.11, asyncio.wait_for returns the result instead when
+    the cancel and the inner result arrive together: CPython gh-86296), so the task is cancelled again
+    while it runs; each extra cancel is logged, since it means some call still loses one.
+    """
+    deadline = time.monotonic() + timeout_s
+    task.cancel()
+    while True:
+        await asyncio.wait([task], timeout=0.2)
+        if task.done():
+            break
+        if time.monotonic() > deadline:
+            logger.error("%s did not stop within %.0f s of its cancel", what, timeout_s)
+            return False
+        logger.warning("%s ignored a cancel; cancelling it again", what)
+        task.cancel()
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("%s ended with %r", what, task.exception())
+    return True

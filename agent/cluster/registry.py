@@ -1,10 +1,10 @@
 """The shared state of a cluster in Redis: the stream set and the agents, with their liveness keys.
 
-Keys under the memory's prefix P (agent ids are hash tags, so an agent's two keys share a slot):
+Keys under the memory's prefix P (single-key operations only, so any Redis Cluster slot layout works):
     P:cluster:streams          hash    stream id -> StreamSection JSON (from configs or MQTT commands)
     P:cluster:agents           hash    agent id -> AgentInfo JSON (refreshed every tick)
     P:cluster:{agent}:alive    string  "1" with the lease TTL: the agent is alive while it exists
-    P:cluster:{agent}:inflight hash    request id -> the question as received (journal.py)
+    P:cluster:q:{digest}       string  a question's claim, "taken <agent>" or "done" (journal.py)
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ class Registry:
         self._prefix = prefix
 
     @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    @property
     def streams_key(self) -> str:
         return f"{self._prefix}:cluster:streams"
 
@@ -51,9 +55,6 @@ class Registry:
 
     def alive_key(self, agent: str) -> str:
         return f"{self._prefix}:cluster:{{{agent}}}:alive"
-
-    def inflight_key(self, agent: str) -> str:
-        return f"{self._prefix}:cluster:{{{agent}}}:inflight"
 
     async def put_streams(self, sections: list[StreamSection]) -> None:
         """Add or replace streams in the shared set."""
@@ -84,8 +85,12 @@ class Registry:
             out[_text(k)] = (info, bool(await self._client.exists(self.alive_key(info.id))))
         return out
 
+    async def alive(self, agent: str) -> bool:
+        """Whether the agent's liveness key exists (it heartbeated within its lease)."""
+        return bool(await self._client.exists(self.alive_key(agent)))
+
     async def forget(self, agent: str) -> None:
-        """Remove an agent that left (or died and whose questions were adopted)."""
+        """Remove an agent that left, or died and holds no lease any more."""
         await self._client.hdel(self.agents_key, agent)
         await self._client.delete(self.alive_key(agent))
 

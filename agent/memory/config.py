@@ -124,6 +124,14 @@ class RedisConfig(_Model):
         title="Redis connections at most; a call waits for a free one (reads may hold at most half)",
     )
     cluster: bool = Field(False, title="The URL names a Redis Cluster node (keys hash-tagged per stream)")
+    sentinels: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        title="Sentinels (host:port) that name the master; the URL then gives only db, scheme, credentials",
+    )
+    sentinel_master: str = Field(
+        "mymaster", pattern=r"^[A-Za-z0-9._-]{1,64}$", title="The master's name at the Sentinels"
+    )
 
     @field_validator("url")
     @classmethod
@@ -137,6 +145,12 @@ class RedisConfig(_Model):
             raise ValueError(f"TLS files are set but url={self.url!r} is not rediss://; use rediss://")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file go together; set both or neither")
+        if self.sentinels and self.cluster:
+            raise ValueError("sentinels and cluster exclude each other (a Redis Cluster fails over itself)")
+        for address in self.sentinels:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"sentinel {address!r} is not host:port")
         return self
 
     @model_validator(mode="before")

@@ -21,11 +21,13 @@ import uuid
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 import redis.asyncio as aioredis
 import torch
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, AuthorizationError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -89,7 +91,11 @@ def client_kwargs(config: RedisConfig) -> dict[str, Any]:
     """Keyword arguments for `redis.asyncio.Redis.from_url` (binary replies, our own timeouts and retry)."""
     kwargs: dict[str, Any] = {
         "decode_responses": False,
-        "socket_timeout": config.op_timeout_s,
+        # No socket timeout: redis-py then wraps every command's write in asyncio.wait_for, which on Python
+        # 3.11 drops a cancellation arriving as the write completes (CPython gh-86296), so nearly every task
+        # cancelled during a Redis call kept running (a stopping agent hung). Callers bound their calls with
+        # asyncio.timeout instead (`_io` here, the pictures store, agent.cluster).
+        "socket_timeout": None,
         "socket_connect_timeout": config.connect_timeout_s,
         "retry": Retry(NoBackoff(), 1),  # one immediate retry for a stale pooled connection; we back off
     }
@@ -108,6 +114,28 @@ def client_kwargs(config: RedisConfig) -> dict[str, Any]:
             if path is not None:
                 kwargs[name] = str(path)
     return kwargs
+
+
+def sentinel_client(config: RedisConfig) -> aioredis.Redis:
+    """A client of the master that `config.sentinels` name now; each new connection asks them again, so
+    after a failover the memory's reconnect reaches the promoted replica."""
+    kwargs = client_kwargs(config)
+    if config.url.startswith("rediss://"):
+        kwargs["ssl"] = True
+    path = urlsplit(config.url).path.strip("/")
+    addresses = [(a.rpartition(":")[0], int(a.rpartition(":")[2])) for a in config.sentinels]
+    sentinel = Sentinel(
+        addresses,
+        sentinel_kwargs={"socket_connect_timeout": config.connect_timeout_s},
+        **{k: v for k, v in kwargs.items() if k != "retry"},
+    )
+    client: aioredis.Redis = sentinel.master_for(
+        config.sentinel_master,
+        db=int(path) if path.isdigit() else 0,
+        max_connections=config.max_connections,
+        retry=kwargs["retry"],
+    )
+    return client
 
 
 def _text(value: bytes | str) -> str:
@@ -164,6 +192,8 @@ class RedisTokenMemory:
             self._client = aioredis.RedisCluster.from_url(
                 self._link.url, max_connections=self._link.max_connections, **client_kwargs(self._link)
             )
+        elif self._link.sentinels:  # the master the Sentinels name; after a failover, the promoted one
+            self._client = sentinel_client(self._link)
         else:
             # A bounded pool that waits for a free connection, and reads holding at most half of it: a flood
             # of questions or watches queues here instead of failing with "Too many connections".
@@ -339,6 +369,8 @@ class RedisTokenMemory:
             raise MemoryUnavailableError(
                 f"Redis at {self._where()} is unavailable: {self._last_error}; retrying with back-off"
             ) from exc
+        except NoScriptError:
+            raise  # the caller loads the scripts again (a failover or a restart lost them) and retries
         except ResponseError as exc:
             raise self._translate(exc) from exc
 
@@ -482,7 +514,12 @@ class RedisTokenMemory:
             async with self._client.pipeline(transaction=True) as pipe:  # type: ignore[union-attr]
                 pipe.set(keys[4], item.blob, px=_TMP_TTL_MS)
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
-                return (await pipe.execute())[1]
+                try:
+                    return (await pipe.execute())[1]
+                except ResponseError as exc:  # inside MULTI a missing script is a plain ResponseError
+                    if "NOSCRIPT" in str(exc) or "No matching script" in str(exc):
+                        raise NoScriptError(str(exc)) from exc
+                    raise
 
         try:
             reply = await self._io(transaction())

@@ -179,6 +179,7 @@ class RedisPictures:
     def __init__(self, memory: MemoryConfig, max_per_stream: int) -> None:
         self.prefix = f"{memory.redis.key_prefix}-pictures"
         self.max_per_stream = max_per_stream
+        self._timeout_s = memory.redis.op_timeout_s
         self._client = aioredis.Redis.from_url(memory.redis.url, **client_kwargs(memory.redis))
 
     async def __aenter__(self) -> Self:
@@ -192,7 +193,8 @@ class RedisPictures:
 
     async def _io(self, call: Awaitable[Any]) -> Any:
         try:
-            return await call
+            async with asyncio.timeout(self._timeout_s):
+                return await call
         except (RedisError, OSError, TimeoutError) as exc:
             raise PicturesUnavailableError(f"pictures in Redis unavailable: {exc}") from exc
 

@@ -198,11 +198,13 @@ class Topics:
         """The filters questions arrive on (taken from `commands`, the one place that names them)."""
         return tuple(f for f in self.commands if f == self.ask or f.startswith(self.ask + "/"))
 
-    def cluster_commands(self, group: str) -> tuple[str, ...]:
-        """What a clustered agent subscribes to: questions shared by `group`, the rest to every agent."""
-        others = tuple(f for f in self.commands if f not in self.ask_filters)
-        shared = tuple(self.shared(group, f) for f in self.ask_filters)
-        return (*shared, *others, self.cluster_stream_add, self.cluster_stream_remove)
+    def cluster_commands(self, group: str | None = None) -> tuple[str, ...]:
+        """What a clustered agent subscribes to: every command plainly, plus the cluster's stream commands.
+
+        Questions are not a shared subscription (`group` is unused): every agent gets each question and
+        one claims it in Redis, so none is lost with an agent killed mid-delivery (agent/cluster/journal.py).
+        """
+        return (*self.commands, self.cluster_stream_add, self.cluster_stream_remove)
 
     def is_under_prefix(self, topic: str) -> bool:
         """Whether `topic` is a publish topic strictly below the prefix (`<prefix>/...`)."""

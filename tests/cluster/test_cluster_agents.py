@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import signal
@@ -27,7 +28,7 @@ LEASE_S = 2.0
 STREAMS = ["cam0", "cam1", "cam2"]
 QUESTION = "what color was the square ?"
 RETRYABLE = {"shutting_down", "queue_full"}
-BROKER_WINDOW_S = 3.0  # how long a loaded broker may take to see a killed client's socket close
+AROUND_KILL_S = 2.0  # questions are asked this long before and after the kill -9
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +67,6 @@ class Cluster:
         return time.monotonic() - started
 
 
-@pytest.mark.xfail(
-    reason="issue 18, open: after SIGTERM an agent sometimes releases its streams late or not at all "
-    "(seen in 1 of 2 full-suite runs); the test still runs and reports",
-    strict=False,
-)
 async def test_three_agents_share_streams_and_questions_and_survive_kill_and_sigterm(
     redis_cluster, model_dir, long_recording, prefix, tmp_path
 ):
@@ -136,15 +132,15 @@ async def test_three_agents_share_streams_and_questions_and_survive_kill_and_sig
             tokens_before = await cluster.tokens(victim_stream)
             victim_streams = [s for s, (o, _) in (await cluster.owners()).items() if o == victim.id]
 
-            # kill -9: questions keep coming; the streams move within the lease + 5 s.
+            # kill -9 while questions keep coming (also those the broker hands the victim before it notices
+            # the death); the streams move within the lease + 5 s.
+            around = await _ask_for(asker, AROUND_KILL_S, streams=[victim_stream])
             victim.signal(signal.SIGKILL)
             killed = time.monotonic()
-            during: list[str] = []
+            around += await _ask_for(asker, AROUND_KILL_S, streams=[victim_stream])
 
             async def moved() -> bool:
                 owners = await cluster.owners()
-                if len(during) < 40:
-                    during.append(await asker.send(QUESTION, streams=[victim_stream]))
                 return all(owners[s][0] not in (None, victim.id) for s in victim_streams)
 
             await cluster.wait(moved, "takeover after kill -9", timeout=LEASE_S + 5)
@@ -152,15 +148,14 @@ async def test_three_agents_share_streams_and_questions_and_survive_kill_and_sig
             owners = await cluster.owners()
             tokens_after = await cluster.tokens(victim_stream)
             after = await asker.ask(QUESTION, streams=[victim_stream], until=until.isoformat())
-            # Questions the broker routed to the dead agent before it saw the socket close are lost by the
-            # broker (Mosquitto 2.0 does not re-route a dead session's in-flight shared messages): only
-            # those sent within BROKER_WINDOW_S of the kill may go unanswered; askers retry them.
+            # Every question asked around the kill gets exactly one reply: an answer or a retryable error.
             with contextlib.suppress(TimeoutError):
-                await asker.wait_for(during, timeout=60)
-            kill_at = asker.asked[during[0]]
-            unanswered = {i: round(asker.asked[i] - kill_at, 2) for i in during if not asker.replies.get(i)}
-            print(f"takeover {takeover_s:.2f} s; unanswered (s after kill): {unanswered}")
-            assert all(t < BROKER_WINDOW_S for t in unanswered.values()), unanswered
+                await asker.wait_for(around, timeout=60)
+            await asyncio.sleep(1.0)  # room for duplicates to show up
+            counts = {i: len(asker.replies.get(i, [])) for i in around}
+            histogram = sorted(collections.Counter(counts.values()).items())
+            print(f"takeover {takeover_s:.2f} s; {len(around)} asked; (replies, questions): {histogram}")
+            assert counts == {i: 1 for i in around}
 
             assert takeover_s <= LEASE_S + 5
             assert owners[victim_stream][1] > old_token  # a new fencing token
@@ -169,7 +164,7 @@ async def test_three_agents_share_streams_and_questions_and_survive_kill_and_sig
             assert after["answer"] == before["answer"]
             assert after["tokens"] == before["tokens"]
             assert after["evidence"] == before["evidence"]
-            for rid in [i for i in during if i not in unanswered]:  # answered, or a retryable error
+            for rid in around:  # answered, or a retryable error
                 reply = asker.replies[rid][0]
                 assert reply["ok"] or reply["error"]["code"] in RETRYABLE, reply
 
@@ -210,6 +205,16 @@ async def test_three_agents_share_streams_and_questions_and_survive_kill_and_sig
         for key in keys:
             await cluster.client.delete(key)
         await cluster.client.aclose()
+
+
+async def _ask_for(asker: Asker, seconds: float, **fields: object) -> list[str]:
+    """Ask a question every 0.1 s for `seconds`; returns their ids."""
+    ids: list[str] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        ids.append(await asker.send(QUESTION, **fields))
+        await asyncio.sleep(0.1)
+    return ids
 
 
 async def _more(cluster: Cluster, stream: str, than: int) -> bool:
