@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,19 @@ async def stream_world(
     return VisualTokens.concat(needles), retained, seconds
 
 
+def save_stream(path: Path, needles: VisualTokens, retained: VisualTokens, seconds: float) -> None:
+    """Keep a streamed memory's end state, so that its questions can be asked again without streaming."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = {name: dataclasses.asdict(t) for name, t in (("needles", needles), ("retained", retained))}
+    torch.save({**fields, "seconds": seconds}, path)
+
+
+def load_stream(path: Path) -> tuple[VisualTokens, VisualTokens, float]:
+    """What `save_stream` kept: (all needle tokens, retained tokens, seconds the streaming took)."""
+    saved = torch.load(path, weights_only=True)
+    return VisualTokens(**saved["needles"]), VisualTokens(**saved["retained"]), float(saved["seconds"])
+
+
 def position_span(adapter: Any, retained: VisualTokens, prompt: Any) -> dict[str, Any]:
     """The retained span's original positions (prompt included) against the model's trained range, and
     how the answer placed them: "exact" when they fit, else "gaps compressed"."""
@@ -125,6 +139,13 @@ def main() -> None:
         "--answer-budget", type=int, default=None, help="tokens kept per answer (default: the engine's)"
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument(
+        "--retained",
+        type=Path,
+        default=None,
+        help="directory of streamed memories: ask over the one saved there for the same settings, else "
+        "stream and save it (a day's stream takes most of an hour on a CPU; its questions take seconds)",
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     adapter = load_adapter(resolve_model(args.model), dtype="float32")
@@ -173,7 +194,18 @@ def main() -> None:
     for fraction in (float(b) for b in args.budgets.split(",")):
         budget = max(16, int(total * fraction))
         for policy, weight in (policies[p] for p in chosen):
-            needle_tokens, retained, seconds = asyncio.run(stream_world(engine, world, budget, weight, chunk))
+            saved = None
+            if args.retained is not None:
+                name = f"{args.model}_{args.hours}h_{args.fps}fps_seed{args.seed}_{chunk}f_{budget}_{weight}"
+                saved = args.retained / f"{Path(name).name}.pt"
+            if saved is not None and saved.is_file():
+                needle_tokens, retained, seconds = load_stream(saved)
+            else:
+                needle_tokens, retained, seconds = asyncio.run(
+                    stream_world(engine, world, budget, weight, chunk)
+                )
+                if saved is not None:
+                    save_stream(saved, needle_tokens, retained, seconds)
             survived = retained_fraction(retained, needle_tokens)
             correct = 0
             for q in questions:
