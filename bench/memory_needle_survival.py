@@ -3,13 +3,16 @@
     python bench/memory_needle_survival.py [--model toy] [--hours 1] [--fps 1] [--needles 6]
                                            [--budgets 0.05,0.2] [--policies attention,redundancy]
                                            [--chunk-seconds 4] [--answer-budget N] [--out bench/results]
+                                           [--retained DIR]
 
 A synthetic world (grid-aligned needle events in a textured haystack) is rendered frame by frame and
 streamed through the agent's ingest path: the model encodes each chunk, the standing prompt's attention
 scores it, and the in-process memory appends it under a token budget (a fraction of everything streamed).
 At the end it reports the fraction of needle tokens still retained, and asks each needle question over the
 retained tokens with FlexSelect to measure how many are still answered correctly. The same is run with a
-memory that ignores attention (redundancy and time buckets only) for comparison.
+memory that ignores attention (redundancy and time buckets only) for comparison. `--hours` is the horizon
+the questions are asked at (0.05 = 3 minutes, 1, 24); with `--retained DIR` each streamed memory is saved
+and a later run with the same settings asks over it without streaming again (a day takes most of an hour).
 
 Each row also says how the answer placed the retained tokens: the span of their original positions
 against the model's trained range (`trained_positions`), and "exact" when it fits or "gaps compressed"
