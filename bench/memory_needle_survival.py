@@ -59,12 +59,18 @@ def needle_mask(tokens: VisualTokens, needles: list[Any], cell: int, tp: int) ->
 async def stream_world(
     engine: Engine, world: Any, budget: int, attention_weight: float, chunk: int
 ) -> tuple[VisualTokens, VisualTokens, float]:
-    """Stream the whole world through a memory of `budget` tokens; (all needle tokens, retained, seconds)."""
+    """Stream the whole world through a memory of `budget` tokens; (all needle tokens, retained, seconds).
+
+    The floors of all 5-minute buckets together take about 12 % of the budget whatever the horizon (1 %
+    of it per bucket up to an hour, divided by the hours beyond): a day has 288 buckets, and floors of 1 %
+    each would exceed the budget, which evicts the oldest buckets whole, needles and all (docs/memory.md).
+    """
+    hours = max(1.0, world.config.seconds / 3600)
     retention = RetentionConfig(
         max_tokens_per_stream=budget,
         max_tokens_total=budget,
         bucket_seconds=300.0,
-        floor_tokens_per_bucket=max(1, budget // 100),
+        floor_tokens_per_bucket=max(1, int(budget // (100 * hours))),
         recent_seconds=30.0,
         attention_weight=attention_weight,
     )
