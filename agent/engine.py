@@ -26,10 +26,16 @@ from flexselect.config import SelectionConfig, default_budget
 from flexselect.lite.model import LiteSelector, SelectorError
 from flexselect.lite.scorer import LiteScorer, encode_pair
 from flexselect.lite.tokens import PairedTokens
-from flexselect.pipeline import EvidenceSpan, FlexSelectPipeline, evidence_spans
+from flexselect.pipeline import (
+    EvidenceSpan,
+    FlexSelectPipeline,
+    evidence_spans,
+    generate_ranked,
+    reference_layer,
+)
 from flexselect.ranking import ReferenceScorer
 from flexselect.timing import synced_now
-from flexselect.types import Prompt, VisualTokens
+from flexselect.types import Answer, Prompt, Sequence, VisualTokens
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +246,7 @@ class Engine:
             result = pipeline.answer_tokens(merged, question)
             text, timings = result.answer, result.timings_ms
             keep = torch.arange(len(merged)) if result.selection is None else result.selection.index
-            scores = result.kept_scores  # ranked together when scored in several groups
+            scores = result.kept_scores  # the reference layer's attention in the answer's prefill
         return EngineAnswer(
             text=text,
             evidence=stream_evidence([sid for sid, _ in streams], merged, stream_index, keep, scores, config),
@@ -269,22 +275,36 @@ class Engine:
         over all streams (one global top-k; the cache's groups never span streams) and generate.
 
         Returns:
-            The answer, the kept indices into `merged` (ascending), their scores scored together (ranking
-            the evidence), and timings (ms).
+            The answer, the kept indices into `merged` (ascending), their evidence scores (the reference
+            layer's attention in the answer's prefill), and timings (ms).
         """
         assert self.caches is not None
         prompt = self.adapter.prompt(question)
         start = self._now()
         scores = torch.cat([self.caches.scores(sid, tokens, prompt) for sid, tokens in streams])
         keep = top_k(scores, [torch.arange(len(scores))], config.budget, "global")
-        scores, keep = scores[keep.to(scores.device)].cpu(), keep.cpu()  # the one read back to the host
+        keep = keep.cpu()  # the one read back to the host
         select_ms = (self._now() - start) * 1e3
         self.check_positions(prompt, merged, keep)
         seq = self.adapter.build_sequence(prompt, merged, None if len(keep) == len(merged) else keep)
-        generated = self.adapter.generate(seq, max_new_tokens=self.config.max_new_tokens)
-        # The cached path is the agent's fast path: its evidence is ordered by the cache's scores, as the
-        # kept-rows path (agent/kept_rows.py) does, rather than by a second selector pass over the kept rows.
-        return generated.text, keep, scores, {"select": select_ms, **generated.timings_ms}
+        generated, ranked = self.generate_ranked(seq, prompt, config)
+        return generated.text, keep, ranked, {"select": select_ms, **generated.timings_ms}
+
+    def generate_ranked(
+        self, seq: Sequence, prompt: Prompt, config: SelectionConfig
+    ) -> tuple[Answer, torch.Tensor]:
+        """Generate over `seq` and rank its kept tokens for the evidence by the reference layer's
+        attention in the answer's own prefill (`flexselect.pipeline.generate_ranked`), as every path
+        ranks them: the selector's scores choose the kept tokens, not their order."""
+        layer, aggregation = reference_layer(self.adapter, config)
+        return generate_ranked(
+            self.adapter,
+            seq,
+            prompt,
+            layer=layer,
+            aggregation=aggregation,
+            max_new_tokens=self.config.max_new_tokens,
+        )
 
     def check_positions(self, prompt: Prompt, merged: VisualTokens, keep: torch.Tensor) -> None:
         """ValueError when every token is kept and the sequence exceeds the model's positions."""

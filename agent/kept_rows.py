@@ -135,7 +135,7 @@ def answer_kept(
         parts.append(scored)
     scores = torch.cat(parts)
     keep = top_k(scores, [torch.arange(len(scores))], config.budget, "global")
-    scores, keep = scores[keep.to(scores.device)].cpu(), keep.cpu()  # the one read back to the host
+    keep = keep.cpu()  # the one read back to the host
     select_ms = (engine._now() - start) * 1e3
     engine.check_positions(prompt, merged, keep)
     started = time.perf_counter()
@@ -153,11 +153,11 @@ def answer_kept(
         return engine.answer(question, reads.full(), budget)
     read_ms = (time.perf_counter() - started) * 1e3
     seq = engine.adapter.build_sequence(prompt, merged, keep, kept_rows=VisualTokens.concat(rows))
-    generated = engine.adapter.generate(seq, max_new_tokens=engine.config.max_new_tokens)
+    generated, ranked = engine.generate_ranked(seq, prompt, config)  # the evidence order of every path
     stats.kept += 1
     return EngineAnswer(
         text=generated.text,
-        evidence=stream_evidence([sid for sid, _ in layouts], merged, stream_index, keep, scores, config),
+        evidence=stream_evidence([sid for sid, _ in layouts], merged, stream_index, keep, ranked, config),
         retained_tokens=len(merged),
         used_tokens=len(keep),
         timings_ms={"select": select_ms, "read_rows": read_ms, **generated.timings_ms},

@@ -3,13 +3,16 @@
     python bench/memory_needle_survival.py [--model toy] [--hours 1] [--fps 1] [--needles 6]
                                            [--budgets 0.05,0.2] [--policies attention,redundancy]
                                            [--chunk-seconds 4] [--answer-budget N] [--out bench/results]
+                                           [--retained DIR]
 
 A synthetic world (grid-aligned needle events in a textured haystack) is rendered frame by frame and
 streamed through the agent's ingest path: the model encodes each chunk, the standing prompt's attention
 scores it, and the in-process memory appends it under a token budget (a fraction of everything streamed).
 At the end it reports the fraction of needle tokens still retained, and asks each needle question over the
 retained tokens with FlexSelect to measure how many are still answered correctly. The same is run with a
-memory that ignores attention (redundancy and time buckets only) for comparison.
+memory that ignores attention (redundancy and time buckets only) for comparison. `--hours` is the horizon
+the questions are asked at (0.05 = 3 minutes, 1, 24); with `--retained DIR` each streamed memory is saved
+and a later run with the same settings asks over it without streaming again (a day takes most of an hour).
 
 Each row also says how the answer placed the retained tokens: the span of their original positions
 against the model's trained range (`trained_positions`), and "exact" when it fits or "gaps compressed"
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -55,12 +59,18 @@ def needle_mask(tokens: VisualTokens, needles: list[Any], cell: int, tp: int) ->
 async def stream_world(
     engine: Engine, world: Any, budget: int, attention_weight: float, chunk: int
 ) -> tuple[VisualTokens, VisualTokens, float]:
-    """Stream the whole world through a memory of `budget` tokens; (all needle tokens, retained, seconds)."""
+    """Stream the whole world through a memory of `budget` tokens; (all needle tokens, retained, seconds).
+
+    The floors of all 5-minute buckets together take about 12 % of the budget whatever the horizon (1 %
+    of it per bucket up to an hour, divided by the hours beyond): a day has 288 buckets, and floors of 1 %
+    each would exceed the budget, which evicts the oldest buckets whole, needles and all (docs/memory.md).
+    """
+    hours = max(1.0, world.config.seconds / 3600)
     retention = RetentionConfig(
         max_tokens_per_stream=budget,
         max_tokens_total=budget,
         bucket_seconds=300.0,
-        floor_tokens_per_bucket=max(1, budget // 100),
+        floor_tokens_per_bucket=max(1, int(budget // (100 * hours))),
         recent_seconds=30.0,
         attention_weight=attention_weight,
     )
@@ -86,6 +96,19 @@ async def stream_world(
     retained = (await memory.read(["world"]))["world"].tokens
     await memory.close()
     return VisualTokens.concat(needles), retained, seconds
+
+
+def save_stream(path: Path, needles: VisualTokens, retained: VisualTokens, seconds: float) -> None:
+    """Keep a streamed memory's end state, so that its questions can be asked again without streaming."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = {name: dataclasses.asdict(t) for name, t in (("needles", needles), ("retained", retained))}
+    torch.save({**fields, "seconds": seconds}, path)
+
+
+def load_stream(path: Path) -> tuple[VisualTokens, VisualTokens, float]:
+    """What `save_stream` kept: (all needle tokens, retained tokens, seconds the streaming took)."""
+    saved = torch.load(path, weights_only=True)
+    return VisualTokens(**saved["needles"]), VisualTokens(**saved["retained"]), float(saved["seconds"])
 
 
 def position_span(adapter: Any, retained: VisualTokens, prompt: Any) -> dict[str, Any]:
@@ -125,6 +148,13 @@ def main() -> None:
         "--answer-budget", type=int, default=None, help="tokens kept per answer (default: the engine's)"
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument(
+        "--retained",
+        type=Path,
+        default=None,
+        help="directory of streamed memories: ask over the one saved there for the same settings, else "
+        "stream and save it (a day's stream takes most of an hour on a CPU; its questions take seconds)",
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     adapter = load_adapter(resolve_model(args.model), dtype="float32")
@@ -173,7 +203,18 @@ def main() -> None:
     for fraction in (float(b) for b in args.budgets.split(",")):
         budget = max(16, int(total * fraction))
         for policy, weight in (policies[p] for p in chosen):
-            needle_tokens, retained, seconds = asyncio.run(stream_world(engine, world, budget, weight, chunk))
+            saved = None
+            if args.retained is not None:
+                name = f"{args.model}_{args.hours}h_{args.fps}fps_seed{args.seed}_{chunk}f_{budget}_{weight}"
+                saved = args.retained / f"{Path(name).name}.pt"
+            if saved is not None and saved.is_file():
+                needle_tokens, retained, seconds = load_stream(saved)
+            else:
+                needle_tokens, retained, seconds = asyncio.run(
+                    stream_world(engine, world, budget, weight, chunk)
+                )
+                if saved is not None:
+                    save_stream(saved, needle_tokens, retained, seconds)
             survived = retained_fraction(retained, needle_tokens)
             correct = 0
             for q in questions:

@@ -10,10 +10,10 @@ import torch
 
 from flexselect.adapters.base import VideoLLMAdapter
 from flexselect.budget import Scorer, select, selection_pays
-from flexselect.config import SelectionConfig
-from flexselect.ranking import ReferenceScorer
+from flexselect.config import Aggregation, SelectionConfig
+from flexselect.ranking import ReferenceScorer, first_layer_input, layer_scores
 from flexselect.timing import stopwatch
-from flexselect.types import Prompt, Selection, VisualTokens
+from flexselect.types import Answer, Prompt, Selection, Sequence, VisualTokens
 
 
 @dataclass
@@ -37,7 +37,9 @@ class AnswerResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     selection: Selection | None = None
     note: str | None = None  # why the answer did not select (e.g. a full prefill was cheaper)
-    kept_scores: torch.Tensor | None = None  # (kept,) the scores that rank the kept tokens (evidence order)
+    # (kept,) the question's attention to the kept tokens at the reference layer in the answer's prefill
+    # (the evidence order; `generate_ranked`), None when nothing was scored
+    kept_scores: torch.Tensor | None = None
 
     @property
     def budget(self) -> int | None:
@@ -107,14 +109,44 @@ def evidence_spans(
     return spans
 
 
-def ranking_scores(scorer: Scorer, prompt: Prompt, kept: VisualTokens) -> torch.Tensor:
-    """Scores of the kept tokens scored together as one group, so that they rank against each other.
+def reference_layer(adapter: VideoLLMAdapter, config: SelectionConfig) -> tuple[int, Aggregation]:
+    """The reference layer and aggregation of `config` (None: the model's defaults): where evidence is
+    ranked, whichever scorer selected."""
+    return (
+        adapter.default_layer() if config.layer is None else config.layer,
+        config.aggregation or adapter.default_aggregation(),
+    )
 
-    Selection scores each group on its own (attention normalises over that group's tokens), so the best
-    token of a group without the asked moment can outscore the asked moment in another group; the kept
-    tokens, all in one group, compete for the question's attention as they do in the answer.
+
+def generate_ranked(
+    adapter: VideoLLMAdapter,
+    seq: Sequence,
+    prompt: Prompt,
+    *,
+    layer: int,
+    aggregation: Aggregation,
+    max_new_tokens: int,
+) -> tuple[Answer, torch.Tensor]:
+    """Generate the answer over `seq` and score its visual tokens (the kept ones) by the question's
+    attention to them at the reference layer during the answer's own prefill: (kept,) float32 on the CPU.
+
+    This is the evidence order for every scorer. Selection scores each group on its own (attention
+    normalises over that group's tokens), and FlexSelect-Lite's scores only approximate the reference
+    layer: good enough to keep the asked moment within the budget, not to rank it first among the kept
+    tokens. The answer's prefill runs the reference layer over `[prefix | kept | question]` anyway, so
+    there the question ranks just the kept tokens, all competing as they do in the answer, for the cost
+    of one projection (`flexselect.ranking.first_layer_input`).
     """
-    return scorer.score(prompt, kept).float().cpu()
+    with first_layer_input(adapter, layer) as captured:
+        generated = adapter.generate(seq, max_new_tokens=max_new_tokens)
+    if not captured:
+        raise RuntimeError(f"the answer's prefill never reached layer {layer}")
+    with stopwatch(captured[0].device) as took:
+        scores = layer_scores(
+            adapter, captured[0], seq, prompt.query_len, layer=layer, aggregation=aggregation
+        )
+    generated.timings_ms["rank"] = took.ms
+    return generated, scores.float().cpu()
 
 
 class FlexSelectPipeline:
@@ -180,14 +212,19 @@ class FlexSelectPipeline:
                 )
         seq = self.adapter.build_sequence(prompt, tokens, keep)
         kept = tokens if keep is None else tokens.select(keep)
-        generated = self.adapter.generate(seq, max_new_tokens=self.max_new_tokens)
-        kept_scores = None
-        if selection is not None:
-            kept_scores = selection.scores if keep is None else selection.scores[keep]
-            if len(selection.groups) > 1:  # scores of different groups do not compare: rank them together
-                scorer = self.scorer
-                assert scorer is not None
-                kept_scores = timer.run("rank", lambda: ranking_scores(scorer, prompt, kept))  # type: ignore[assignment]
+        kept_scores: torch.Tensor | None = None
+        if selection is None:  # nothing was scored: the evidence is every kept token, in time order
+            generated = self.adapter.generate(seq, max_new_tokens=self.max_new_tokens)
+        else:  # ranked by the reference layer in the answer's own prefill, whichever scorer selected
+            layer, aggregation = reference_layer(self.adapter, self.config)
+            generated, kept_scores = generate_ranked(
+                self.adapter,
+                seq,
+                prompt,
+                layer=layer,
+                aggregation=aggregation,
+                max_new_tokens=self.max_new_tokens,
+            )
         timings = {**timer.ms, **generated.timings_ms}
         return AnswerResult(
             answer=generated.text,

@@ -8,6 +8,10 @@ renormalising, and reduce over heads and question tokens with max (as published)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -71,12 +75,48 @@ def score_sequence(
 ) -> torch.Tensor:
     """Scores of the visual span of `seq` by its last `query_len` tokens at `layer`: (V,) float32."""
     layer_input = adapter.capture_layer_input(seq, layer)
+    return layer_scores(adapter, layer_input, seq, query_len, layer=layer, aggregation=aggregation)
+
+
+def layer_scores(
+    adapter: VideoLLMAdapter,
+    layer_input: LayerInput,
+    seq: Sequence,
+    query_len: int,
+    *,
+    layer: int,
+    aggregation: Aggregation,
+) -> torch.Tensor:
+    """`score_sequence` from what already entered `layer` over `seq` (e.g. during the answer's prefill)."""
     query_rows = torch.arange(seq.length - query_len, seq.length, device=seq.inputs_embeds.device)
     with torch.no_grad():
         probs = question_attention(
             adapter.attention_module(layer), layer_input, query_rows, adapter.rope_module(layer)
         )
     return aggregate(probs[:, :, seq.visual_slice], aggregation)
+
+
+@contextmanager
+def first_layer_input(adapter: VideoLLMAdapter, layer: int) -> Iterator[list[LayerInput]]:
+    """Record what enters `layer`'s attention on the first forward inside the block (a generation's
+    prefill; its decoding steps come later and are not kept): a list that holds it once it ran.
+
+    The answer's prefill already runs `layer` over `[prefix | kept | question]`, so the question's
+    attention to the kept tokens there costs one projection, not a second pass through the layers.
+    """
+    box: list[LayerInput] = []
+
+    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not box:
+            hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+            cos, sin = kwargs["position_embeddings"]
+            box.append(LayerInput(hidden=hidden, cos=cos, sin=sin))
+
+    handle = adapter.attention_module(layer).register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield box
+    finally:
+        handle.remove()
 
 
 class ReferenceScorer:

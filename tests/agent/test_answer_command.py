@@ -69,7 +69,8 @@ def test_a_saved_checkpoint_answers_with_json(family, tmp_path, video, capsys):
     assert result["kept_tokens"] == result["budget"]["used"] >= 10  # the paper's: up to whole frames
     assert (result["budget"]["requested"], result["budget"]["grouping"]) == (10, "interleaved")
     assert result["total_tokens"] > 10
-    assert set(result["timings_ms"]) == {"decode", "encode", "select", "prefill", "generate"}
+    # rank: the evidence ranked by the reference layer in the answer's prefill (issue 20), every scored answer
+    assert set(result["timings_ms"]) == {"decode", "encode", "select", "prefill", "generate", "rank"}
     assert all(0.0 <= span["start"] <= span["end"] <= 10.0 for span in result["evidence"])
     evidence = sum(span["tokens"] for span in result["evidence"])
     assert 1 <= evidence <= result["kept_tokens"]  # kept tokens scoring near the best

@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from agent.config import ConfigError, ModelSection
-from agent.engine import ChunkInput, Engine
+from agent.engine import ChunkInput, Engine, merge_streams
 from agent.memory import MemoryConfig, open_memory
 from flexselect.adapters import VideoLLMAdapter
 from flexselect.lite import LiteScorer, PairedTokens, SelectorError
 from flexselect.pipeline import evidence_spans
+from flexselect.ranking import score_sequence
 from tests.agent.service_helpers import agent_config, ask, client, running, wait_for_memory
 
 QUESTION = "what color was the square ?"
@@ -39,10 +40,6 @@ def chunk(start: int, frames: int = 4) -> ChunkInput:
     return ChunkInput("cam", pixels, times, frame_offset=start, time_origin=1_700_000_000.0, fps=2.0)
 
 
-def spans(evidence: list) -> list[tuple[float, float, int, float]]:
-    return sorted((s.start, s.end, s.tokens, s.score) for s in evidence)
-
-
 def test_encoded_chunks_carry_selector_embeddings_on_the_cpu_and_lite_ingest_attention(engine):
     encoded = engine.encode(chunk(0))
     assert isinstance(encoded.tokens, PairedTokens) and encoded.tokens.lite is not None
@@ -61,12 +58,27 @@ async def test_answers_select_with_the_selector_over_the_tokens_read_from_memory
         retained = (await memory.read(["cam"]))["cam"].tokens
     assert isinstance(retained, PairedTokens) and len(retained) == 32
     answer = engine.answer(QUESTION, [("cam", retained)], None)
-    scores = LiteScorer(engine.selector).score(engine.adapter.prompt(QUESTION), retained)
+    prompt = engine.adapter.prompt(QUESTION)
+    scores = LiteScorer(engine.selector).score(prompt, retained)
     keep = torch.topk(scores, 8).indices.sort().values
     assert (answer.retained_tokens, answer.used_tokens) == (32, 8)
     assert {e.stream_id for e in answer.evidence} == {"cam"}
-    assert spans([e.span for e in answer.evidence]) == spans(  # the cached path ranks by the cache's scores
-        evidence_spans(retained.select(keep), scores[keep], min_share=0.1)
+    # The selector chooses the kept tokens; the reference layer's attention over the answer's own sequence
+    # ranks them (issue 20: evidence ordered by how much the question attended to it).
+    merged, _ = merge_streams([retained])
+    layer = engine.adapter.default_layer()
+    ranked = score_sequence(
+        engine.adapter,
+        engine.adapter.build_sequence(prompt, merged, keep),
+        prompt.query_len,
+        layer=layer,
+        aggregation=engine.adapter.default_aggregation(),
+    ).cpu()
+    assert [(e.span.start, e.span.end, e.span.tokens) for e in answer.evidence] == [
+        (s.start, s.end, s.tokens) for s in evidence_spans(retained.select(keep), ranked, min_share=0.1)
+    ]
+    assert [e.span.score for e in answer.evidence] == pytest.approx(
+        [s.score for s in evidence_spans(retained.select(keep), ranked, min_share=0.1)], rel=1e-4
     )
 
 

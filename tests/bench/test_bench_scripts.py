@@ -82,6 +82,17 @@ def test_memory_needle_survival_streams_a_world_through_both_policies(tmp_path):
     assert all(0.0 <= r["survived"] <= 1.0 for r in rows)
 
 
+def test_memory_needle_survival_asks_a_saved_stream_again_without_streaming_it(tmp_path):
+    args = ["--hours", "0.01", "--kinds", "color", "--budgets", "0.2", "--policies", "attention"]
+    saved = tmp_path / "streams"
+    runs = []
+    for out in (tmp_path / "first", tmp_path / "second"):
+        run_script("memory_needle_survival.py", *args, "--retained", str(saved), "--out", str(out))
+        runs.append(json.loads((out / "needle_survival_toy.json").read_text())["rows"])
+    assert len(list(saved.glob("*.pt"))) == 1
+    assert runs[1] == runs[0]  # stream_s too: the second run read the first one's stream
+
+
 def test_selector_drop_measures_cached_scores_after_eviction(tmp_path):
     target = tmp_path / "drop.json"
     out = run_script("selector_drop.py", "--n", "2", "--frames", "32", "--group", "16", "--json", str(target))
