@@ -26,12 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_status(args: argparse.Namespace) -> int:
     """Print the cluster status read from the config's Redis; exit 1 if a stream has no owner."""
-    from agent.config import ConfigError, load_config
+    from agent.runtime import load
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+    config = load(args.config)
     if config.memory.backend != "redis":
         raise UsageError("a cluster shares a Redis memory; this config has memory.backend local")
     status = asyncio.run(_read(config))

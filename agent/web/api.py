@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.memory.thumbnails import PicturesUnavailableError
 from agent.mqtt import AnswerMessage, AskRequest, ErrorCode, ErrorMessage, RequestError, WatchList, WatchSpec
-from agent.mqtt.messages import STREAM_NAME, parse_watch_add
+from agent.mqtt.messages import STREAM_NAME
 from agent.mqtt.topics import REQUEST_ID
 from agent.web.facade import MAX_EVENTS, MAX_PICTURES_LISTED, AgentFacade
 from agent.web.models import EventList, Health, PictureList, StreamList, StreamView
@@ -239,17 +239,15 @@ def build_api(facade: AgentFacade, *, token: str | None, console: bool) -> FastA
     )
     async def ask(request: Request) -> Response:
         """Ask a question: the MQTT `AskRequest` in, the `AnswerMessage` or an `ErrorMessage` out."""
-        request_id = None
+        parsed = await facade.parse_ask(await request.body())  # a RequestError answers through its handler
         try:
-            parsed = await facade.parse_ask(await request.body())
-            request_id = parsed.id
             answer = await facade.ask(parsed)
-        except RequestError as exc:
-            return error_response(exc.code, exc.message, exc.request_id)
+        except RequestError:
+            raise
         except Exception as exc:
-            logger.exception("question %s failed", request_id)
+            logger.exception("question %s failed", parsed.id)
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return error_response(ErrorCode.INTERNAL, f"the question failed: {text}", request_id)
+            return error_response(ErrorCode.INTERNAL, f"the question failed: {text}", parsed.id)
         return JSONResponse(answer.model_dump(mode="json"))
 
     # ------------------------------------------------------------------------------------------ watches
@@ -284,16 +282,7 @@ def build_api(facade: AgentFacade, *, token: str | None, console: bool) -> FastA
     )
     async def add_watch(request: Request) -> Response:
         """Add or replace a standing question (the MQTT `watch/add` payload)."""
-        try:
-            spec = parse_watch_add(
-                await request.body(),
-                max_question_chars=facade.config.questions.max_question_chars,
-                topics=facade.app.link.topics,  # type: ignore[union-attr]
-                known_streams=list(facade.app.ingests),
-            )
-            await facade.add_watch(spec)  # the watch limits may refuse it
-        except RequestError as exc:
-            return error_response(exc.code, exc.message, exc.request_id)
+        spec = await facade.add_watch(await request.body())  # the watch limits may refuse it
         return JSONResponse(spec.model_dump(mode="json"), status_code=201)
 
     @api.delete(
