@@ -33,6 +33,7 @@ from agent.pictures import Pictures
 from agent.questions import QuestionService
 from agent.router import Router
 from agent.runtime import build_adapter, cluster_member, known_streams, open_parts, serve_until
+from agent.tasks import TaskSet, bounded_step
 from agent.watch_service import WatchService
 from agent.watches import WatchBook
 from agent.web import AgentFacade, EventLog, WebServer
@@ -142,47 +143,39 @@ class AgentApp:
                 if self.pictures is not None:
                     self.pictures.set_base_url(self.http.base_url)
             await self.announcer.announce([s.id for s in config.streams], self.watches.specs())
-            router = asyncio.create_task(self.router.run(), name="router")
+            loops = TaskSet("the router and the status loop")
+            loops.start(self.router.run(), name="router")
             if self.cluster is not None:
                 await self.cluster.start(list(config.streams))
             else:
                 for section in config.streams:
                     self.ingests.start(section)
-            status = asyncio.create_task(self.announcer.run_status(), name="status")
+            loops.start(self.announcer.run_status(), name="status")
             self.ready.set()
             http = f"http://{self.http.host}:{self.http.port}" if self.http else "off"
             logger.info(
-                "agent ready: %d streams, model %s, http %s", len(config.streams), config.model.name, http
+                "agent ready: %d streams, model %s, http %s", len(self.ingests), config.model.name, http
             )
             failure = await serve_until(self._stop.wait(), until(self) if until is not None else None)
-            await self._shutdown(router, status)
+            await self._shutdown(loops)
         if failure is not None:
             raise failure
 
-    async def _shutdown(self, router: asyncio.Task[None], status: asyncio.Task[None]) -> None:
+    async def _shutdown(self, loops: TaskSet) -> None:
         """Stop in reverse start order; every step is bounded (issue 18: a stop must never hang)."""
         assert self.ingests is not None and self.questions is not None and self.watches is not None
         assert self.router is not None and self.announcer is not None and self.link is not None
         grace = self.config.shutdown_timeout_s
         logger.info("stopping: ingest first, then questions (up to %.0f s)", grace)
         if self.cluster is not None:
-            await _bounded(self.cluster.handover(), STOP_STEP_S, "cluster handover")
+            await bounded_step(self.cluster.handover(), STOP_STEP_S, "cluster handover")
         await self.ingests.stop(STOP_STEP_S)
         await self.questions.stop(grace)
         await self.router.stop(STOP_STEP_S)
         await self.watches.stop(STOP_STEP_S)
-        for task in (router, status):
-            task.cancel()
-        await asyncio.gather(router, status, return_exceptions=True)
+        await loops.cancel(STOP_STEP_S)
         await self.announcer.stop(STOP_STEP_S)
-        await _bounded(self.announcer.publish_statuses(), STOP_STEP_S, "last status")
+        await bounded_step(self.announcer.publish_statuses(), STOP_STEP_S, "the last status")
         if self.cluster is not None:
-            await _bounded(self.cluster.leave(), STOP_STEP_S, "leaving the cluster")
+            await bounded_step(self.cluster.leave(), STOP_STEP_S, "leaving the cluster")
         await self.link.close(stopped=True)
-
-
-async def _bounded(step: Awaitable[None], timeout_s: float, what: str) -> None:
-    try:
-        await asyncio.wait_for(step, timeout_s)
-    except TimeoutError:
-        logger.error("stopping: %s took over %.0f s; going on without it", what, timeout_s)

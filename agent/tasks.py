@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -58,3 +58,11 @@ class TaskSet:
                 timeout_s,
                 stuck,
             )
+
+
+async def bounded_step(step: Awaitable[None], timeout_s: float, what: str) -> None:
+    """Await one stop step for at most `timeout_s`; a step that overruns is logged and left behind."""
+    try:
+        await asyncio.wait_for(step, timeout_s)
+    except TimeoutError:
+        logger.error("stopping: %s took over %.0f s; going on without it", what, timeout_s)

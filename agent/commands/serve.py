@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.mqtt.errors import MqttAgentError
 
     try:
-        asyncio.run(serve_forever(app.run, app.stop))
+        asyncio.run(serve_forever(app))
     except ConfigError as exc:  # found at start-up, e.g. a selector that does not load
         raise UsageError(str(exc)) from None
     except (MqttAgentError, TokenMemoryError) as exc:  # broker or memory refused us: one line, no traceback
