@@ -113,7 +113,5 @@ class Pictures:
                 key, jpeg = None, None
             if jpeg is not None:
                 best.append((item.stream, jpeg))
-            out.append(
-                item if key is None else dataclasses.replace(item, picture=self.url(item.stream, key))
-            )
+            out.append(item if key is None else dataclasses.replace(item, picture=self.url(item.stream, key)))
         return out, best
