@@ -10,12 +10,14 @@ also where one stream's appends evict another's tokens under the global budget.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from agent.evidence import Span
 from agent.memory.base import TokenMemory
 from agent.memory.config import PicturesConfig
 from agent.memory.errors import TokenMemoryError
@@ -26,7 +28,6 @@ from agent.memory.thumbnails import (
     frame_key,
     nearest_key,
 )
-from agent.mqtt.messages import Evidence
 
 logger = logging.getLogger(__name__)
 
@@ -93,15 +94,15 @@ class Pictures:
         self.counters.swept += dropped
         return dropped
 
-    async def best_key(self, evidence: Evidence) -> int | None:
+    async def best_key(self, evidence: Span) -> int | None:
         """The picture that shows an evidence span: the stored frame nearest the span's middle."""
         return await nearest_key(
             self.store, evidence.stream, evidence.start.timestamp(), evidence.end.timestamp()
         )
 
-    async def named(self, evidence: list[Evidence]) -> tuple[list[Evidence], list[tuple[str, bytes]]]:
+    async def named(self, evidence: list[Span]) -> tuple[list[Span], list[tuple[str, bytes]]]:
         """The evidence with picture URLs filled in, and (stream, JPEG) of the first pictured span."""
-        out: list[Evidence] = []
+        out: list[Span] = []
         best: list[tuple[str, bytes]] = []
         for item in evidence:
             try:
@@ -112,7 +113,5 @@ class Pictures:
                 key, jpeg = None, None
             if jpeg is not None:
                 best.append((item.stream, jpeg))
-            out.append(
-                item if key is None else item.model_copy(update={"picture": self.url(item.stream, key)})
-            )
+            out.append(item if key is None else dataclasses.replace(item, picture=self.url(item.stream, key)))
         return out, best

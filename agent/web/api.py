@@ -8,9 +8,10 @@ With `http.token` set, every route except `/health/*` and the console's static f
 
 import hmac
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from importlib.resources import files
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,12 +23,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.memory.thumbnails import PicturesUnavailableError
 from agent.mqtt import AnswerMessage, AskRequest, ErrorCode, ErrorMessage, RequestError, WatchList, WatchSpec
-from agent.mqtt.messages import STREAM_NAME, parse_watch_add
+from agent.mqtt.messages import STREAM_NAME
 from agent.mqtt.topics import REQUEST_ID
 from agent.web.facade import MAX_EVENTS, MAX_PICTURES_LISTED, AgentFacade
 from agent.web.models import EventList, Health, PictureList, StreamList, StreamView
 
 logger = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 STATUS = {
     ErrorCode.INVALID_JSON: 400,
@@ -106,6 +108,13 @@ def build_api(facade: AgentFacade, *, token: str | None, console: bool) -> FastA
     guarded = [Depends(authorised)]
     unauthorized = _errors(ErrorCode.UNAUTHORIZED) if token is not None else {}
 
+    def route(method: str, path: str, tag: str, *errors: ErrorCode, **kwargs: Any) -> Callable[[F], F]:
+        """A token-guarded operation that documents `errors` (and 401 when a token is set)."""
+        responses = {**kwargs.pop("responses", {}), **_errors(*errors), **unauthorized}
+        return api.api_route(
+            path, methods=[method], dependencies=guarded, tags=[tag], responses=responses, **kwargs
+        )
+
     @api.exception_handler(_Unauthorized)
     async def _on_unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
         return error_response(ErrorCode.UNAUTHORIZED, "a valid bearer token is required (http.token)")
@@ -148,12 +157,8 @@ def build_api(facade: AgentFacade, *, token: str | None, console: bool) -> FastA
         body = Health(status="ready" if ok else "not ready", **detail)  # type: ignore[arg-type]
         return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)
 
-    @api.get(
-        "/metrics",
-        dependencies=guarded,
-        tags=["health"],
-        responses={200: {"content": {"text/plain": {}}}, **unauthorized},
-        response_class=Response,
+    @route(
+        "GET", "/metrics", "health", responses={200: {"content": {"text/plain": {}}}}, response_class=Response
     )
     async def metrics() -> Response:
         """Prometheus text exposition, read at scrape time."""
@@ -164,35 +169,23 @@ def build_api(facade: AgentFacade, *, token: str | None, console: bool) -> FastA
         if stream not in await facade.stream_ids():
             raise RequestError(ErrorCode.UNKNOWN_STREAM, f"unknown stream {stream!r}")
 
-    @api.get(
-        "/api/v1/streams",
-        response_model=StreamList,
-        dependencies=guarded,
-        tags=["streams"],
-        responses=unauthorized,
-    )
+    @route("GET", "/api/v1/streams", "streams", response_model=StreamList)
     async def streams() -> StreamList:
         """Every stream with its state, counters, memory fill and latest picture."""
         return StreamList(streams=[await facade.stream(s) for s in await facade.stream_ids()])
 
-    @api.get(
-        "/api/v1/streams/{stream}",
-        response_model=StreamView,
-        dependencies=guarded,
-        tags=["streams"],
-        responses={**_errors(ErrorCode.UNKNOWN_STREAM), **unauthorized},
-    )
+    @route("GET", "/api/v1/streams/{stream}", "streams", ErrorCode.UNKNOWN_STREAM, response_model=StreamView)
     async def stream(stream: StreamPath) -> StreamView:
         """One stream."""
         await known(stream)
         return await facade.stream(stream)
 
-    @api.get(
+    @route(
+        "GET",
         "/api/v1/streams/{stream}/pictures",
+        "pictures",
+        ErrorCode.UNKNOWN_STREAM,
         response_model=PictureList,
-        dependencies=guarded,
-        tags=["pictures"],
-        responses={**_errors(ErrorCode.UNKNOWN_STREAM), **unauthorized},
     )
     async def pictures(
         stream: StreamPath,
@@ -207,16 +200,13 @@ def build_api(facade: AgentFacade, *, token: str | None, console: bool) -> FastA
                 raise RequestError(ErrorCode.INVALID_REQUEST, "since/until need a timezone, e.g. ...Z")
         return await facade.pictures(stream, since, until, limit)
 
-    @api.get(
+    @route(
+        "GET",
         "/api/v1/streams/{stream}/pictures/{key}.jpg",
-        dependencies=guarded,
-        tags=["pictures"],
+        "pictures",
+        ErrorCode.NOT_FOUND,
         response_class=Response,
-        responses={
-            200: {"content": {"image/jpeg": {}}, "description": "The JPEG"},
-            **_errors(ErrorCode.NOT_FOUND),
-            **unauthorized,
-        },
+        responses={200: {"content": {"image/jpeg": {}}, "description": "The JPEG"}},
     )
     async def picture(
         stream: StreamPath,
@@ -229,80 +219,58 @@ def build_api(facade: AgentFacade, *, token: str | None, console: bool) -> FastA
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     # ---------------------------------------------------------------------------------------- questions
-    @api.post(
+    @route(
+        "POST",
         "/api/v1/ask",
+        "questions",
+        *ASK_ERRORS,
         response_model=AnswerMessage,
-        dependencies=guarded,
-        tags=["questions"],
         openapi_extra=_body(AskRequest),
-        responses={**_errors(*ASK_ERRORS), **unauthorized},
     )
     async def ask(request: Request) -> Response:
         """Ask a question: the MQTT `AskRequest` in, the `AnswerMessage` or an `ErrorMessage` out."""
-        request_id = None
+        parsed = await facade.parse_ask(await request.body())  # a RequestError answers through its handler
         try:
-            parsed = await facade.parse_ask(await request.body())
-            request_id = parsed.id
             answer = await facade.ask(parsed)
-        except RequestError as exc:
-            return error_response(exc.code, exc.message, exc.request_id)
+        except RequestError:
+            raise
         except Exception as exc:
-            logger.exception("question %s failed", request_id)
+            logger.exception("question %s failed", parsed.id)
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return error_response(ErrorCode.INTERNAL, f"the question failed: {text}", request_id)
+            return error_response(ErrorCode.INTERNAL, f"the question failed: {text}", parsed.id)
         return JSONResponse(answer.model_dump(mode="json"))
 
     # ------------------------------------------------------------------------------------------ watches
-    @api.get(
-        "/api/v1/watches",
-        response_model=WatchList,
-        dependencies=guarded,
-        tags=["watches"],
-        responses=unauthorized,
-    )
+    @route("GET", "/api/v1/watches", "watches", response_model=WatchList)
     async def watches() -> WatchList:
         """The standing questions."""
         return facade.watches()
 
-    @api.post(
+    @route(
+        "POST",
         "/api/v1/watches",
+        "watches",
+        ErrorCode.INVALID_JSON,
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.QUESTION_TOO_LONG,
+        ErrorCode.UNKNOWN_STREAM,
+        ErrorCode.TOO_MANY_WATCHES,
         status_code=201,
         response_model=WatchSpec,
-        dependencies=guarded,
-        tags=["watches"],
         openapi_extra=_body(WatchSpec),
-        responses={
-            **_errors(
-                ErrorCode.INVALID_JSON,
-                ErrorCode.INVALID_REQUEST,
-                ErrorCode.QUESTION_TOO_LONG,
-                ErrorCode.UNKNOWN_STREAM,
-                ErrorCode.TOO_MANY_WATCHES,
-            ),
-            **unauthorized,
-        },
     )
     async def add_watch(request: Request) -> Response:
         """Add or replace a standing question (the MQTT `watch/add` payload)."""
-        try:
-            spec = parse_watch_add(
-                await request.body(),
-                max_question_chars=facade.config.questions.max_question_chars,
-                topics=facade.app.link.topics,  # type: ignore[union-attr]
-                known_streams=list(facade.app.ingests),
-            )
-            await facade.add_watch(spec)  # the watch limits may refuse it
-        except RequestError as exc:
-            return error_response(exc.code, exc.message, exc.request_id)
+        spec = await facade.add_watch(await request.body())  # the watch limits may refuse it
         return JSONResponse(spec.model_dump(mode="json"), status_code=201)
 
-    @api.delete(
+    @route(
+        "DELETE",
         "/api/v1/watches/{watch_id}",
+        "watches",
+        ErrorCode.NOT_FOUND,
         status_code=204,
-        dependencies=guarded,
-        tags=["watches"],
         response_class=Response,
-        responses={**_errors(ErrorCode.NOT_FOUND), **unauthorized},
     )
     async def remove_watch(watch_id: WatchPath) -> Response:
         """Remove a standing question."""
@@ -310,13 +278,7 @@ def build_api(facade: AgentFacade, *, token: str | None, console: bool) -> FastA
             raise RequestError(ErrorCode.NOT_FOUND, f"no watch {watch_id!r}", request_id=watch_id)
         return Response(status_code=204)
 
-    @api.get(
-        "/api/v1/events",
-        response_model=EventList,
-        dependencies=guarded,
-        tags=["watches"],
-        responses=unauthorized,
-    )
+    @route("GET", "/api/v1/events", "watches", response_model=EventList)
     async def events(
         watch: Annotated[
             str | None, Query(pattern=REQUEST_ID.pattern, title="Only this watch's events")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from agent.memory import MemoryState
 from agent.memory.thumbnails import PicturesUnavailableError, frame_key
 from agent.metrics import AgentSample, StreamSample
-from agent.mqtt import AnswerMessage, AskRequest, LinkState, WatchEvent, WatchList, WatchSpec, parse_ask
+from agent.mqtt import AnswerMessage, AskRequest, LinkState, WatchEvent, WatchList, WatchSpec
 from agent.web.models import PictureList, PictureRef, StreamView
 
 if TYPE_CHECKING:
@@ -48,8 +48,8 @@ class AgentFacade:
     # ------------------------------------------------------------------------------------------ streams
     async def stream_ids(self) -> list[str]:
         """Configured streams, then those only the memory remembers."""
-        if self.app.memory is None:
-            return list(self.app.ingests)
+        if self.app.memory is None or self.app.ingests is None:
+            return list(self.app.ingests or ())
         return await self.app.known_streams()
 
     async def stream(self, stream_id: str) -> StreamView:
@@ -59,7 +59,7 @@ class AgentFacade:
         stats = None
         if memory is not None and memory.state == MemoryState.READY:
             stats = (await memory.stats(stream_id)).streams.get(stream_id)
-        ingest = app.ingests.get(stream_id)
+        ingest = app.ingests.get(stream_id) if app.ingests is not None else None
         health = ingest.health if ingest is not None else None
         cap = app.config.memory.retention.max_tokens_per_stream
         tokens = stats.tokens if stats else 0
@@ -122,25 +122,27 @@ class AgentFacade:
     # ------------------------------------------------------------------------------ questions, watches
     async def parse_ask(self, payload: bytes) -> AskRequest:
         """Read a request exactly as the MQTT path does (same limits, same errors)."""
-        assert self.app.link is not None
-        return parse_ask(
-            payload,
-            max_question_chars=self.app.config.questions.max_question_chars,
-            topics=self.app.link.topics,
-            known_streams=await self.stream_ids(),
-        )
+        assert self.app.router is not None
+        return await self.app.router.parse_ask(payload)
 
     async def ask(self, request: AskRequest) -> AnswerMessage:
-        return await self.app.ask(request)
+        assert self.app.router is not None
+        return await self.app.router.ask(request)
 
     def watches(self) -> WatchList:
+        assert self.app.watches is not None
         return WatchList(watches=self.app.watches.specs(), updated_at=datetime.now(UTC))
 
-    async def add_watch(self, spec: WatchSpec) -> None:
-        await self.app.add_watch(spec)
+    async def add_watch(self, payload: bytes) -> WatchSpec:
+        """Read and add a watch as the MQTT path does; the watch limits may refuse it."""
+        assert self.app.router is not None and self.app.watches is not None
+        spec = self.app.router.parse_watch_add(payload)
+        await self.app.watches.add(spec)
+        return spec
 
     async def remove_watch(self, watch_id: str) -> bool:
-        return await self.app.remove_watch(watch_id)
+        assert self.app.watches is not None
+        return await self.app.watches.remove(watch_id)
 
     def events(self, watch_id: str | None, limit: int) -> list[WatchEvent]:
         return self.app.events.recent(watch_id, limit)
@@ -159,7 +161,7 @@ class AgentFacade:
         memory_ready = app.memory is not None and app.memory.state == MemoryState.READY
         stats = await app.memory.stats() if app.memory is not None else None
         streams = []
-        for stream_id, ingest in app.ingests.items():
+        for stream_id, ingest in (app.ingests or {}).items():
             h = ingest.health
             s = stats.streams.get(stream_id) if stats else None
             streams.append(
@@ -178,7 +180,7 @@ class AgentFacade:
                     memory_evicted=s.evicted if s else 0,
                 )
             )
-        queues = {"inflight": len(app._inflight)}
+        queues = {"inflight": app.questions.inflight if app.questions is not None else 0}
         if app.worker is not None:
             queues |= {"questions": app.worker.queued_questions, "ingest": app.worker.queued_chunks}
         counters = app.pictures.counters if app.pictures is not None else None

@@ -26,10 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_status(args: argparse.Namespace) -> int:
     """Print the cluster status read from the config's Redis; exit 1 if a stream has no owner."""
-    from agent.config import ConfigError, load_config
+    from agent.config import ConfigError
+    from agent.runtime import load
 
     try:
-        config = load_config(args.config)
+        config = load(args.config)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     if config.memory.backend != "redis":

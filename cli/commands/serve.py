@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
@@ -21,10 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate the configuration, then serve until a stop signal; exit 0 after a clean stop."""
-    from agent.config import ConfigError, load_config
+    from agent.config import ConfigError
+    from agent.runtime import load, serve_forever
 
     try:
-        config = load_config(args.config)
+        config = load(args.config)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     if args.validate_config:
@@ -38,18 +38,11 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging(config.logging.level, config.logging.format)
     app = AgentApp(config)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, app.stop)
-        await app.run()
-
     from agent.memory.errors import TokenMemoryError
     from agent.mqtt.errors import MqttAgentError
 
     try:
-        asyncio.run(main())
+        asyncio.run(serve_forever(app))
     except ConfigError as exc:  # found at start-up, e.g. a selector that does not load
         raise UsageError(str(exc)) from None
     except (MqttAgentError, TokenMemoryError) as exc:  # broker or memory refused us: one line, no traceback

@@ -1,0 +1,142 @@
+"""Service setup shared by the agent and its commands: the config, the model, the parts under an exit
+stack, the cluster member, the streams a question may ask about, and serving until a stop signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import signal
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from agent.cluster.member import ClusterMember
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.engine import Engine
+from agent.ingests import Ingests
+from agent.memory import MemoryState, TokenMemory, open_memory
+from agent.memory.errors import TokenMemoryError
+from agent.memory.redis import RedisTokenMemory
+from agent.memory.thumbnails import open_pictures
+from agent.metrics import AgentMetrics
+from agent.models import resolve_model
+from agent.mqtt import IncomingMessage, MqttLink
+from agent.pictures import Pictures
+from agent.worker import ModelWorker
+from flexselect.adapters import VideoLLMAdapter, load_adapter
+
+if TYPE_CHECKING:
+    from agent.app import AgentApp
+
+
+def load(path: Path | None) -> AgentConfig:
+    """The agent config at `path` (None: the embedded defaults); a bad one raises `ConfigError`."""
+    return load_config(path)
+
+
+def build_adapter(config: AgentConfig) -> VideoLLMAdapter:
+    """Load the configured model on its device."""
+    device = config.model.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = config.model.dtype if config.model.dtype == "auto" else getattr(torch, config.model.dtype)
+    return load_adapter(resolve_model(config.model.name), dtype=dtype, device=device)
+
+
+async def open_parts(
+    stack: contextlib.AsyncExitStack, config: AgentConfig, engine: Engine
+) -> tuple[TokenMemory, Pictures | None, ModelWorker, MqttLink]:
+    """Memory, evidence pictures, model worker and MQTT link, each closed by `stack` in reverse."""
+    memory = await stack.enter_async_context(open_memory(config.memory))
+    pictures = None
+    if config.pictures.enabled:
+        store = await stack.enter_async_context(open_pictures(config.memory, config.pictures))
+        pictures = Pictures(store, memory, config.pictures)
+    q = config.questions
+    worker = await stack.enter_async_context(
+        ModelWorker(
+            engine,
+            # questions, the watches' share, and one standing-prompt update: none takes another's slot
+            question_slots=q.queue_size + config.watch_limits.max_running + 1,
+            chunk_slots=config.ingest.queue_chunks,
+            max_batch_chunks=config.ingest.max_batch_chunks,
+            max_consecutive=q.max_consecutive,
+        )
+    )
+    group = config.cluster.share_group
+    topics = config.cluster.enabled and MqttLink(config.mqtt).topics.cluster_commands(group)
+    link = MqttLink(config.mqtt, subscriptions=topics or None)
+    await link.__aenter__()
+    stack.push_async_callback(link.close, stopped=False)  # a crash leaves `offline`
+    return memory, pictures, worker, link
+
+
+def cluster_member(
+    config: AgentConfig,
+    memory: TokenMemory,
+    ingests: Ingests,
+    link: MqttLink,
+    metrics: AgentMetrics,
+    on_adopted: Callable[[IncomingMessage], Awaitable[None]],
+) -> ClusterMember:
+    """The agent's part in a cluster: it ingests (through `ingests`) the streams whose leases it holds."""
+    if not isinstance(memory, RedisTokenMemory):
+        raise ConfigError("cluster.enabled needs memory.backend redis (the cluster shares it)")
+    return ClusterMember(
+        config.cluster,
+        memory,
+        start_ingest=ingests.start,
+        stop_ingest=ingests.forget,
+        on_adopted=on_adopted,
+        publish_status=lambda s: link.publish(link.topics.cluster_status, s.payload(), retain=True),
+        metrics=metrics.registry,
+    )
+
+
+async def known_streams(
+    ingested: Collection[str], memory: TokenMemory, cluster: ClusterMember | None
+) -> list[str]:
+    """Ingested streams plus those the memory still remembers (e.g. from before a restart) and the
+    cluster's shared set."""
+    remembered: list[str] = []
+    if memory.state == MemoryState.READY:
+        with contextlib.suppress(TokenMemoryError):  # lost meanwhile: the read answers memory_unavailable
+            remembered = await memory.streams()
+    shared = list(cluster.streams) if cluster is not None else []
+    return sorted({*ingested, *remembered, *shared})
+
+
+async def serve_until(
+    stop: Coroutine[Any, Any, Any], until: Coroutine[Any, Any, None] | None
+) -> BaseException | None:
+    """Wait for `stop` or for `until` to end; returns the error `until` raised, if any."""
+    waiters = [asyncio.create_task(stop)]
+    if until is not None:
+        waiters.append(asyncio.create_task(until))
+    done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
+
+
+async def serve_forever(app: AgentApp) -> None:
+    """`app.run()` until SIGTERM or SIGINT calls `app.stop()` (the `serve` command's main).
+
+    Once the agent is ready, everything alive (the imported libraries, the model: millions of objects) is
+    moved out of the garbage collector's reach with `gc.freeze()`. Full collections otherwise walk it all:
+    the last one, at interpreter exit, took 5 to 8 s on a loaded 2-core machine, which is most of why a
+    stopped agent was slow to exit (issue 18).
+    """
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, app.stop)
+    running = asyncio.create_task(app.run(), name="agent")
+    ready = asyncio.create_task(app.ready.wait())
+    await asyncio.wait([running, ready], return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    if app.ready.is_set():
+        gc.collect()
+        gc.freeze()
+    await running
