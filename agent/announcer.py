@@ -7,6 +7,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
+from agent.event_log import EventLog
 from agent.homeassistant import HomeAssistant
 from agent.ingest import StreamHealth
 from agent.ingests import Ingests
@@ -17,7 +18,6 @@ from agent.pictures import Pictures
 from agent.questions import with_pictures
 from agent.tasks import TaskSet
 from agent.watch_service import WatchFired
-from agent.web import EventLog
 from agent.wire import watch_event
 
 STATUS_INTERVAL_S = 5.0

@@ -24,6 +24,7 @@ from agent.announcer import Announcer
 from agent.cluster.member import ClusterMember
 from agent.config import AgentConfig
 from agent.engine import Engine
+from agent.event_log import EventLog
 from agent.homeassistant import HomeAssistant
 from agent.ingests import Ingests
 from agent.memory import TokenMemory
@@ -36,7 +37,7 @@ from agent.runtime import build_adapter, cluster_member, known_streams, open_par
 from agent.tasks import TaskSet, bounded_step
 from agent.watch_service import WatchService
 from agent.watches import WatchBook
-from agent.web import AgentFacade, EventLog, WebServer
+from agent.web import AgentFacade, WebServer
 from agent.worker import ModelWorker
 from flexselect.adapters import VideoLLMAdapter
 

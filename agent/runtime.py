@@ -9,7 +9,7 @@ import gc
 import signal
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
@@ -28,8 +28,15 @@ from agent.pictures import Pictures
 from agent.worker import ModelWorker
 from flexselect.adapters import VideoLLMAdapter, load_adapter
 
-if TYPE_CHECKING:
-    from agent.app import AgentApp
+
+class Servable(Protocol):
+    """What `serve_forever` needs of the app (a protocol, so the wiring and its runner import no cycle)."""
+
+    ready: asyncio.Event
+
+    def stop(self) -> None: ...
+
+    async def run(self) -> None: ...
 
 
 def load(path: Path | None) -> AgentConfig:
@@ -121,7 +128,7 @@ async def serve_until(
     return next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
 
 
-async def serve_forever(app: AgentApp) -> None:
+async def serve_forever(app: Servable) -> None:
     """`app.run()` until SIGTERM or SIGINT calls `app.stop()` (the `serve` command's main).
 
     Once the agent is ready, everything alive (the imported libraries, the model: millions of objects) is

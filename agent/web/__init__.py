@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.web.facade import AgentFacade, EventLog
+from agent.web.facade import AgentFacade
 from agent.web.server import WebServer
 
-__all__ = ["AgentFacade", "EventLog", "WebServer"]
+__all__ = ["AgentFacade", "WebServer"]

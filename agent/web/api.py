@@ -21,11 +21,12 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agent.event_log import MAX_EVENTS
 from agent.memory.thumbnails import PicturesUnavailableError
 from agent.mqtt import AnswerMessage, AskRequest, ErrorCode, ErrorMessage, RequestError, WatchList, WatchSpec
 from agent.mqtt.messages import STREAM_NAME
 from agent.mqtt.topics import REQUEST_ID
-from agent.web.facade import MAX_EVENTS, MAX_PICTURES_LISTED, AgentFacade
+from agent.web.facade import MAX_PICTURES_LISTED, AgentFacade
 from agent.web.models import EventList, Health, PictureList, StreamList, StreamView
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -16,23 +15,7 @@ from agent.web.models import PictureList, PictureRef, StreamView
 if TYPE_CHECKING:
     from agent.app import AgentApp
 
-MAX_EVENTS = 200
 MAX_PICTURES_LISTED = 2000
-
-
-class EventLog:
-    """The most recent watch events (newest last), for the console and `GET /api/v1/events`."""
-
-    def __init__(self, size: int = MAX_EVENTS) -> None:
-        self._events: deque[WatchEvent] = deque(maxlen=size)
-
-    def add(self, event: WatchEvent) -> None:
-        self._events.append(event)
-
-    def recent(self, watch_id: str | None = None, limit: int = MAX_EVENTS) -> list[WatchEvent]:
-        """Newest first, optionally of one watch."""
-        events = [e for e in reversed(self._events) if watch_id is None or e.watch_id == watch_id]
-        return events[:limit]
 
 
 class AgentFacade:
