@@ -141,7 +141,7 @@ def generate_ranked(
         generated = adapter.generate(seq, max_new_tokens=max_new_tokens)
     if not captured:
         raise RuntimeError(f"the answer's prefill never reached layer {layer}")
-    with stopwatch(captured[0].device) as took:
+    with stopwatch(captured[0].hidden.device) as took:
         scores = layer_scores(
             adapter, captured[0], seq, prompt.query_len, layer=layer, aggregation=aggregation
         )
