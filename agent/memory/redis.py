@@ -138,6 +138,26 @@ def sentinel_client(config: RedisConfig) -> aioredis.Redis:
     return client
 
 
+def open_client(config: RedisConfig) -> aioredis.Redis | aioredis.RedisCluster:
+    """The client `config` names: a `RedisCluster` (`cluster`), the Sentinels' master (`sentinels`), or
+    one Redis at `url`; shared by the token memory and the evidence pictures so both reach the same place."""
+    if config.cluster:  # the cluster client keeps a pool per node (bounded by max_connections)
+        return aioredis.RedisCluster.from_url(
+            config.url, max_connections=config.max_connections, **client_kwargs(config)
+        )
+    if config.sentinels:  # the master the Sentinels name; after a failover, the promoted one
+        return sentinel_client(config)
+    # A bounded pool that waits for a free connection: a flood of questions or watches queues here
+    # instead of failing with "Too many connections".
+    pool = aioredis.BlockingConnectionPool.from_url(
+        config.url,
+        max_connections=config.max_connections,
+        timeout=config.op_timeout_s,
+        **client_kwargs(config),
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
@@ -154,7 +174,7 @@ class RedisTokenMemory:
         self._fences: dict[str, str] = {}
         self._state = MemoryState.CLOSED
         self._last_error: str | None = None
-        self._client: aioredis.Redis | None = None
+        self._client: aioredis.Redis | aioredis.RedisCluster | None = None
         self._scripts: dict[str, Any] = {}
         self._pending = PendingBuffer(
             max_chunks=config.redis.max_pending_chunks, max_bytes=config.redis.max_pending_bytes
@@ -188,22 +208,8 @@ class RedisTokenMemory:
         """
         if self._state is not MemoryState.CLOSED:
             raise TokenMemoryError("the memory is already connected; a memory is not reentrant")
-        if self._link.cluster:  # the cluster client keeps a pool per node (bounded by max_connections)
-            self._client = aioredis.RedisCluster.from_url(
-                self._link.url, max_connections=self._link.max_connections, **client_kwargs(self._link)
-            )
-        elif self._link.sentinels:  # the master the Sentinels name; after a failover, the promoted one
-            self._client = sentinel_client(self._link)
-        else:
-            # A bounded pool that waits for a free connection, and reads holding at most half of it: a flood
-            # of questions or watches queues here instead of failing with "Too many connections".
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self._link.url,
-                max_connections=self._link.max_connections,
-                timeout=self._link.op_timeout_s,
-                **client_kwargs(self._link),
-            )
-            self._client = aioredis.Redis.from_pool(pool)
+        self._client = open_client(self._link)
+        # Reads hold at most half of the pool, so appends and stats always find a connection.
         self._readers = asyncio.Semaphore(max(1, self._link.max_connections // 2))
         self._scripts = {
             name: self._client.register_script(src)

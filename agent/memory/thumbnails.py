@@ -5,7 +5,9 @@ visual tokens carry (the first frame of a temporal patch), so "is this frame sti
 set test against the retained tokens' times. The local backend keeps the pictures in the process and writes
 them beside the token snapshot (`<snapshot>.pictures.zip`) at close; the Redis backend keeps them under
 `<key_prefix>-pictures:` (outside the token memory's own prefix), so a restarted agent, or another agent on
-the same Redis, still shows them. Each stream holds at most `max_per_stream` pictures (oldest dropped).
+the same Redis, still shows them; it reaches Redis as the token memory does (`open_client`: one Redis, the
+Sentinels' master, or a Redis Cluster, where each stream's keys are hash-tagged into one slot). Each stream
+holds at most `max_per_stream` pictures (oldest dropped).
 """
 
 from __future__ import annotations
@@ -22,12 +24,11 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 import numpy as np
-import redis.asyncio as aioredis
 from PIL import Image
 from redis.exceptions import RedisError
 
 from agent.memory.config import MemoryConfig, PicturesConfig
-from agent.memory.redis import client_kwargs
+from agent.memory.redis import open_client
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +175,16 @@ def _write_zip(path: Path, data: dict[str, dict[int, bytes]]) -> None:
 
 
 class RedisPictures:
-    """Pictures in Redis: per stream a hash `<p>:<stream>:j` (key -> JPEG) and a zset `<p>:<stream>:t`."""
+    """Pictures in Redis: per stream a hash `<p>:<stream>:j` (key -> JPEG) and a zset `<p>:<stream>:t` of
+    keys, and the set `<p>:streams` of streams; on a Redis Cluster the stream is hash-tagged
+    (`<p>:{<stream>}:j`) like the token memory's keys (`KeyLayout`), so its transactions stay in one slot."""
 
     def __init__(self, memory: MemoryConfig, max_per_stream: int) -> None:
         self.prefix = f"{memory.redis.key_prefix}-pictures"
+        self.cluster = memory.redis.cluster
         self.max_per_stream = max_per_stream
         self._timeout_s = memory.redis.op_timeout_s
-        self._client = aioredis.Redis.from_url(memory.redis.url, **client_kwargs(memory.redis))
+        self._client = open_client(memory.redis)
 
     async def __aenter__(self) -> Self:
         return self
@@ -189,7 +193,8 @@ class RedisPictures:
         await self._client.aclose()
 
     def _k(self, stream_id: str, kind: str) -> str:
-        return f"{self.prefix}:{stream_id}:{kind}"
+        stream = f"{{{stream_id}}}" if self.cluster else stream_id
+        return f"{self.prefix}:{stream}:{kind}"
 
     async def _io(self, call: Awaitable[Any]) -> Any:
         try:
@@ -201,10 +206,14 @@ class RedisPictures:
     async def put(self, stream_id: str, pictures: Sequence[tuple[int, bytes]]) -> None:
         if not pictures:
             return
+        streams = f"{self.prefix}:streams"
+        if self.cluster:  # not in the stream's slot: listed first, so stored pictures are never unlisted
+            await self._io(self._client.sadd(streams, stream_id))
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hset(self._k(stream_id, "j"), mapping={str(k): v for k, v in pictures})
             pipe.zadd(self._k(stream_id, "t"), {str(k): k for k, _ in pictures})
-            pipe.sadd(f"{self.prefix}:streams", stream_id)
+            if not self.cluster:
+                pipe.sadd(streams, stream_id)
             pipe.zcard(self._k(stream_id, "t"))
             *_, count = await self._io(pipe.execute())
         excess = int(count) - self.max_per_stream
@@ -238,6 +247,7 @@ class RedisPictures:
         return len(dropped)
 
     async def delete(self, stream_id: str) -> None:
+        # One DEL of the stream's two keys (one slot on a cluster), then the stream set.
         await self._io(self._client.delete(self._k(stream_id, "j"), self._k(stream_id, "t")))
         await self._io(self._client.srem(f"{self.prefix}:streams", stream_id))
 

@@ -1,4 +1,5 @@
-"""Redis failover with Sentinel: a real master, replica and Sentinel; the memory follows the promotion."""
+"""Redis failover with Sentinel: a real master, replica and Sentinel; the memory and the evidence pictures
+follow the promotion."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import torch
 
 from agent.memory import open_memory
 from agent.memory.base import MemoryState
-from agent.memory.config import MemoryConfig, RedisConfig, RetentionConfig
+from agent.memory.config import MemoryConfig, PicturesConfig, RedisConfig, RetentionConfig
 from agent.memory.redis import RedisTokenMemory
+from agent.memory.thumbnails import PicturesUnavailableError, RedisPictures, open_pictures
 from tests.memory.memory_helpers import RedisServer, free_port, make_tokens
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -83,7 +85,7 @@ def failover(tmp_path: Path) -> Iterator[tuple[RedisServer, subprocess.Popen[byt
         master.stop(kill=True)
 
 
-async def test_the_memory_reconnects_to_the_replica_the_sentinel_promotes(failover):
+async def test_the_memory_and_the_pictures_reconnect_to_the_replica_the_sentinel_promotes(failover):
     master, _, sentinel = failover
     config = MemoryConfig(
         backend="redis",
@@ -100,17 +102,22 @@ async def test_the_memory_reconnects_to_the_replica_the_sentinel_promotes(failov
         ),
     )
     memory = open_memory(config)
-    assert isinstance(memory, RedisTokenMemory)
-    async with memory:
+    pictures = open_pictures(config, PicturesConfig())
+    assert isinstance(memory, RedisTokenMemory) and isinstance(pictures, RedisPictures)
+    async with memory, pictures:
+        await pictures.put("cam", [(1, b"before")])  # through the Sentinel: `url` names no server
         first = make_tokens(range(0, 3))
         await memory.append("cam", first, torch.rand(len(first)))
-        await memory.client.execute_command("WAIT", 1, 2000)  # the replica has it before the master dies
+        # WAIT covers this connection's last write, so the earlier picture too: the replica has both.
+        await memory.client.execute_command("WAIT", 1, 2000)
         old_port = sentinel.master_port()
 
         master.stop(kill=True)
         started = time.monotonic()
         await asyncio.to_thread(_until, lambda: sentinel.master_port() != old_port, "promotion", 30)
         promoted_s = time.monotonic() - started
+        failed_puts = await _put_until_stored(pictures, "cam", (2, b"after"), 10.0)
+        stored = (await pictures.keys("cam"), await pictures.get("cam", 1), await pictures.get("cam", 2))
         second = make_tokens(range(3, 6))
         await memory.append("cam", second, torch.rand(len(second)))  # finds the master gone: buffered
         ready = await memory.wait_ready(20.0)  # reconnected through the Sentinel, the buffer flushed
@@ -120,9 +127,31 @@ async def test_the_memory_reconnects_to_the_replica_the_sentinel_promotes(failov
             frames = sorted(set((await memory.read(["cam"]))["cam"].tokens.frame.tolist()))
             await asyncio.sleep(0.2)
         reconnected_s = time.monotonic() - started
-    print(f"promotion {promoted_s:.1f} s, memory serving both chunks {reconnected_s:.1f} s after the kill")
+    print(
+        f"promotion {promoted_s:.1f} s, memory serving both chunks {reconnected_s:.1f} s after the kill, "
+        f"{failed_puts} picture puts refused before the promoted master took them"
+    )
     assert ready and memory.state is MemoryState.CLOSED  # closed by the `async with`, after READY
     assert frames == [0, 1, 2, 3, 4, 5]
+    assert stored == ([1, 2], b"before", b"after")
+
+
+async def _put_until_stored(
+    store: RedisPictures, stream: str, picture: tuple[int, bytes], timeout: float
+) -> int:
+    """Put as the agent does once per chunk (a refused put is counted, the next chunk tries again) until one
+    is stored; returns how many were refused (the Sentinel may name the new master before it serves it)."""
+    deadline = time.monotonic() + timeout
+    refused = 0
+    while True:
+        try:
+            await store.put(stream, [picture])
+            return refused
+        except PicturesUnavailableError:
+            refused += 1
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 def _in_sync(client: redis.Redis) -> bool:

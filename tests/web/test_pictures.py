@@ -78,6 +78,24 @@ async def test_redis_pictures_are_capped_kept_only_for_retained_frames_and_share
         assert await other.keys("cam") == [] and await other.streams() == []
 
 
+@pytest.mark.services
+async def test_redis_pictures_on_a_standalone_redis_read_the_keys_earlier_versions_wrote(
+    redis_memory: MemoryConfig,
+) -> None:
+    prefix = f"{redis_memory.redis.key_prefix}-pictures"
+    raw = aioredis.Redis(host="127.0.0.1", port=6379)
+    await raw.hset(f"{prefix}:cam:j", mapping={"7": JPEG + b"old"})  # the layout before Cluster support
+    await raw.zadd(f"{prefix}:cam:t", {"7": 7})
+    await raw.sadd(f"{prefix}:streams", "cam")
+    async with RedisPictures(redis_memory, max_per_stream=3) as store:
+        await store.put("cam", [(8, JPEG + b"new")])
+        read = (await store.streams(), await store.keys("cam"), await store.get("cam", 7))
+    keys = sorted([k.decode() async for k in raw.scan_iter(match=f"{prefix}:*")])
+    await raw.aclose()
+    assert read == (["cam"], [7, 8], JPEG + b"old")
+    assert keys == [f"{prefix}:cam:j", f"{prefix}:cam:t", f"{prefix}:streams"]  # no hash tags off-cluster
+
+
 async def _get(url: str) -> tuple[int, bytes]:
     def fetch() -> tuple[int, bytes]:
         with urllib.request.urlopen(url, timeout=30) as response:
