@@ -7,7 +7,7 @@ Build (each part needs the ones before it):
     4. request router and cluster member (clustered agents only)
     5. HTTP API, console, metrics and health
 Start: announce the watches; the router, ingest (every stream, or the cluster's share), the status loop.
-Stop (SIGTERM, or the end of `run_until`), every step bounded so nothing keeps the loop alive:
+Stop (SIGTERM, or the end of `until`), every step bounded so nothing keeps the loop alive:
     ingest first (a clustered agent hands its streams over), questions in flight get up to
     `shutdown_timeout_s` (new ones are refused with `shutting_down`), their replies go out, the router and
     the status loop end, `stopped` is published and the link closes, then HTTP, worker and memory close.
