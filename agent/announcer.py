@@ -1,5 +1,8 @@
-"""The announcer: what the agent publishes unprompted (stream status, the watch list, watch events with
-their pictures and snapshots, Home Assistant's copies), read from the parts that own it when it is sent."""
+"""The announcer: what the agent publishes unprompted, on MQTT and to Home Assistant.
+
+Stream status, the watch list, watch events with their pictures and snapshots, and Home Assistant's copies,
+each read from the part that owns it when it is sent.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Checks of URLs and bind addresses in the agent's config, so that a bad value fails validation with its key
-path instead of failing at start (or leaking a credential written into a config file)."""
+"""Checks of the URLs and bind addresses in the agent's config.
+
+A bad value fails validation with its key path instead of failing at start (or leaking a credential written
+into a config file).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The model-side work of the agent, synchronous and single-threaded: encode chunks, score them for
-memory, and answer questions over retained tokens. Only the worker thread calls it.
+"""The agent's model-side work: encode chunks, score them for memory, answer over retained tokens.
+
+It is synchronous and single-threaded: only the worker thread calls it.
 
 With `model.scorer: lite` a FlexSelect-Lite selector scores instead of the reference layer: chunks are
 encoded as `PairedTokens` (the selector's own embeddings beside the base model's), the memory keeps both,
@@ -140,6 +141,11 @@ class Engine:
     @property
     def model_name(self) -> str:
         return self.config.name
+
+    @property
+    def temporal_patch(self) -> int:
+        """Frames the model merges into one token in time (1 for families that encode frame by frame)."""
+        return getattr(self.adapter, "temporal_patch", 1)
 
     def set_standing_prompts(self, prompts: list[str]) -> None:
         """Prompts whose attention decides what the memory keeps (description prompt plus watches)."""

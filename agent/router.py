@@ -1,5 +1,7 @@
-"""The request router: reads MQTT (and HTTP) requests into domain requests, calls the question and watch
-services and the cluster, and writes their results back; the one place domain refusals become wire errors.
+"""The request router: the one place where MQTT and HTTP requests meet the question and watch services.
+
+It reads wire requests into domain requests, calls the question and watch services and the cluster, and
+writes their results back; it is the one place domain refusals become wire errors.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
-"""Service setup shared by the agent and its commands: the config, the model, the parts under an exit
-stack, the cluster member, the streams a question may ask about, and serving until a stop signal."""
+"""Service setup shared by the agent's wiring and its commands: the steps `agent.app` calls by name.
+
+The config, the model and its engine, the parts under an exit stack, the cluster member, starting ingest,
+the streams a question may ask about, and serving until a stop signal.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any, Protocol
 import torch
 
 from agent.cluster.member import ClusterMember
-from agent.config import AgentConfig, ConfigError, load_config
+from agent.config import AgentConfig, ConfigError, StreamSection, load_config
 from agent.engine import Engine
 from agent.ingests import Ingests
 from agent.memory import MemoryState, TokenMemory, open_memory
@@ -25,6 +28,7 @@ from agent.metrics import AgentMetrics
 from agent.models import resolve_model
 from agent.mqtt import IncomingMessage, MqttLink
 from agent.pictures import Pictures
+from agent.watches import WatchBook
 from agent.worker import ModelWorker
 from flexselect.adapters import VideoLLMAdapter, load_adapter
 
@@ -49,6 +53,12 @@ def build_adapter(config: AgentConfig) -> VideoLLMAdapter:
     device = config.model.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = config.model.dtype if config.model.dtype == "auto" else getattr(torch, config.model.dtype)
     return load_adapter(resolve_model(config.model.name), dtype=dtype, device=device)
+
+
+def build_engine(adapter: VideoLLMAdapter, config: AgentConfig, book: WatchBook) -> Engine:
+    """The engine over `adapter`, its standing prompts the config's and then the watches' questions."""
+    prompts = [*config.ingest.standing_prompts, *book.questions()]
+    return Engine(adapter, config.model, standing_prompts=prompts)
 
 
 async def open_parts(
@@ -99,6 +109,15 @@ def cluster_member(
         publish_status=lambda s: link.publish(link.topics.cluster_status, s.payload(), retain=True),
         metrics=metrics.registry,
     )
+
+
+async def start_ingest(streams: list[StreamSection], ingests: Ingests, cluster: ClusterMember | None) -> None:
+    """Ingest every configured stream, or (a clustered agent) those whose leases the cluster gives it."""
+    if cluster is not None:
+        await cluster.start(list(streams))
+    else:
+        for section in streams:
+            ingests.start(section)
 
 
 async def known_streams(

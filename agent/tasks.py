@@ -1,5 +1,7 @@
-"""Background tasks a part starts and must end on stop: cancelled and awaited within a bound, so a stop
-never waits on a task that ignores its cancellation (issue 18: an agent must exit after SIGTERM)."""
+"""Background tasks a part starts and must end on stop, cancelled and awaited within a bound.
+
+So a stop never waits on a task that ignores its cancellation (issue 18: an agent must exit after SIGTERM).
+"""
 
 from __future__ import annotations
 

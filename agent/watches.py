@@ -1,5 +1,8 @@
-"""Standing questions: when a watch is due on a stream, whether its answer raises an event, and the limits
-that keep a flood of watches from crowding out questions (a cap, an interval floor, a share of the model)."""
+"""Standing questions: when a watch is due on a stream, whether its answer raises an event, its limits.
+
+The limits keep a flood of watches from crowding out questions: a cap, an interval floor, a share of the
+model.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Positions of retained tokens over long spans: exact where the span fits the model's trained range,
-long gaps compressed where it does not.
+"""Positions of retained tokens over long spans: exact where they fit the trained range, else compressed.
 
 A stream's memory keeps tokens from hours or days of video. Their original positions (Qwen2.5-VL: two
 temporal positions per second of video) run past what the model was trained on after about a day for

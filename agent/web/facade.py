@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from agent.memory import MemoryState
 from agent.memory.thumbnails import PicturesUnavailableError, frame_key
@@ -13,20 +14,46 @@ from agent.mqtt import AnswerMessage, AskRequest, LinkState, WatchEvent, WatchLi
 from agent.web.models import PictureList, PictureRef, StreamView
 
 if TYPE_CHECKING:
-    from agent.app import AgentApp
+    from agent.config import AgentConfig
+    from agent.event_log import EventLog
+    from agent.ingests import Ingests
+    from agent.memory import TokenMemory
+    from agent.metrics import AgentMetrics
+    from agent.mqtt import MqttLink
+    from agent.pictures import Pictures
+    from agent.questions import QuestionService
+    from agent.router import Router
+    from agent.watch_service import WatchService
+    from agent.worker import ModelWorker
 
 MAX_PICTURES_LISTED = 2000
+
+
+class RunningAgent(Protocol):
+    """What the facade reads of the running agent (`agent.app.AgentApp`): its config, its parts (None
+    until built) and the streams a question may name. A protocol, so the web side never imports the app."""
+
+    config: AgentConfig
+    events: EventLog
+    metrics: AgentMetrics
+    ready: asyncio.Event
+    memory: TokenMemory | None
+    pictures: Pictures | None
+    worker: ModelWorker | None
+    link: MqttLink | None
+    questions: QuestionService | None
+    watches: WatchService | None
+    ingests: Ingests | None
+    router: Router | None
+
+    async def known_streams(self) -> list[str]: ...
 
 
 class AgentFacade:
     """Reads the agent's state for the API and forwards its requests (ask, watch add/remove)."""
 
-    def __init__(self, app: AgentApp) -> None:
+    def __init__(self, app: RunningAgent) -> None:
         self.app = app
-
-    @property
-    def config(self):  # type: ignore[no-untyped-def]
-        return self.app.config
 
     # ------------------------------------------------------------------------------------------ streams
     async def stream_ids(self) -> list[str]:

@@ -49,6 +49,11 @@ class WebServer:
         self._socket: socket.socket | None = None
 
     @property
+    def address(self) -> str:
+        """Where the server listens, http://host:port (the bound port once started)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
     def base_url(self) -> str:
         """Where clients reach the API (`http.public_url`, else http://host:port)."""
         if self.config.public_url:

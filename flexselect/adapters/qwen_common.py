@@ -1,5 +1,8 @@
-"""What the Qwen video families share: their adapter base (processor inputs, preparing and one batched
-vision forward), frame metadata for the video processor and per-step times."""
+"""What the Qwen video families share: their adapter base, frame metadata and per-step times.
+
+The base builds the processor inputs, prepares clips and runs one batched vision forward; the frame
+metadata is what the video processor reads.
+"""
 
 from __future__ import annotations
 

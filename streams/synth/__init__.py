@@ -1,5 +1,7 @@
-"""A synthetic video world with known ground truth: long procedural videos with needle events, questions
-about them, H.264 files through PyAV and a fast in-memory sampler of short training clips.
+"""A synthetic video world with known ground truth: needle videos, their questions, training clips.
+
+Long procedural videos with needle events, questions about them, H.264 files through PyAV and a fast
+in-memory sampler of short training clips.
 
 Depends only on numpy and PyAV (never on agent, flexselect, transformers, redis or aiomqtt).
 """
