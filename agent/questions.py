@@ -25,6 +25,7 @@ from agent.metrics import AgentMetrics
 from agent.pictures import Pictures
 from agent.tasks import TaskSet
 from agent.worker import ModelWorker, QueueFull
+from common.cancel import within
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class QuestionService:
         parts, reads = await self._candidates(question)
         queued = time.perf_counter()
         try:
-            result: EngineAnswer = await asyncio.wait_for(
+            result: EngineAnswer = await within(
                 self.worker.run_question(lambda e: self._run(e, question, parts, reads)),
                 self.limits.timeout_s,
             )

@@ -30,6 +30,7 @@ from agent.mqtt import IncomingMessage, MqttLink
 from agent.pictures import Pictures
 from agent.watches import WatchBook
 from agent.worker import ModelWorker
+from common.cancel import stop_task
 from flexselect.adapters import VideoLLMAdapter, load_adapter
 
 
@@ -141,9 +142,7 @@ async def serve_until(
     if until is not None:
         waiters.append(asyncio.create_task(until))
     done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.gather(*(stop_task(task, "waiting for the agent's stop") for task in pending))
     return next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
 
 

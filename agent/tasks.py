@@ -11,6 +11,8 @@ import logging
 from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
+from common.cancel import stop_task, within
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -46,25 +48,12 @@ class TaskSet:
     async def cancel(self, timeout_s: float) -> None:
         """Cancel every task and wait up to `timeout_s` for them to end."""
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        try:
-            async with asyncio.timeout(timeout_s):
-                await asyncio.gather(*tasks, return_exceptions=True)
-        except TimeoutError:
-            stuck = [t.get_name() for t in tasks if not t.done()]
-            logger.error(
-                "stopping %s: %d tasks ignored cancellation for %.0f s: %s",
-                self.what,
-                len(stuck),
-                timeout_s,
-                stuck,
-            )
+        await asyncio.gather(*(stop_task(t, f"{self.what}: task {t.get_name()}", timeout_s) for t in tasks))
 
 
 async def bounded_step(step: Awaitable[None], timeout_s: float, what: str) -> None:
     """Await one stop step for at most `timeout_s`; a step that overruns is logged and left behind."""
     try:
-        await asyncio.wait_for(step, timeout_s)
+        await within(step, timeout_s)
     except TimeoutError:
         logger.error("stopping: %s took over %.0f s; going on without it", what, timeout_s)

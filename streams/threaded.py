@@ -12,6 +12,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
+from common.cancel import within
 from streams.channel import ChunkChannel, DropPolicy
 from streams.config import StreamConfig
 from streams.decoder import DecodeWorker
@@ -163,7 +164,7 @@ class ThreadedSource:
         if self._done is None or self._thread is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self._done), self.config.close_timeout_s)
+            await within(asyncio.shield(self._done), self.config.close_timeout_s)
         except TimeoutError:
             logger.warning(
                 "stream %s: decoder thread still blocked in FFmpeg after %.1f s; it exits when "

@@ -31,11 +31,11 @@ from agent.cluster.status import ClusterStatus, read_status
 from agent.config import StreamSection
 from agent.memory.redis import RedisTokenMemory
 from agent.mqtt import IncomingMessage
+from common.cancel import stop_task
 
 logger = logging.getLogger(__name__)
 
 LOST = 0  # the fence of a stream given up: no lease has token 0, so its appends are refused
-STOP_WAIT_S = 10.0  # how long a stop waits for a cancelled task before it gives up on it (logged)
 
 StartIngest = Callable[[StreamSection], "asyncio.Task[None]"]
 StopIngest = Callable[[str], None]
@@ -313,26 +313,3 @@ class ClusterMember:
             except (ValueError, KeyError, TypeError):
                 raise ValueError('a stream removal is {"id": "<stream id>"}') from None
             await self.registry.remove_stream(str(stream))
-
-
-async def stop_task(task: asyncio.Task[None], what: str, timeout_s: float = STOP_WAIT_S) -> bool:
-    """Cancel a task and wait until it ends; True if it did within `timeout_s`.
-
-    A library can drop a cancellation (on Python 3.11, asyncio.wait_for returns the result instead when
-    the cancel and the inner result arrive together: CPython gh-86296), so the task is cancelled again
-    while it runs; each extra cancel is logged, since it means some call still loses one.
-    """
-    deadline = time.monotonic() + timeout_s
-    task.cancel()
-    while True:
-        await asyncio.wait([task], timeout=0.2)
-        if task.done():
-            break
-        if time.monotonic() > deadline:
-            logger.error("%s did not stop within %.0f s of its cancel", what, timeout_s)
-            return False
-        logger.warning("%s ignored a cancel; cancelling it again", what)
-        task.cancel()
-    if not task.cancelled() and task.exception() is not None:
-        logger.warning("%s ended with %r", what, task.exception())
-    return True

@@ -71,6 +71,7 @@ from agent.memory.rows_read import (
 from agent.memory.rows_read import retained_layout as layout_of_entries
 from agent.memory.scoring import FrameRef, newest_frame
 from common.backoff import Backoff
+from common.cancel import stop_task
 from flexselect.types import VisualTokens
 
 logger = logging.getLogger(__name__)
@@ -239,8 +240,7 @@ class RedisTokenMemory:
         self._state = MemoryState.CLOSED
         self._ready.clear()
         if self._reconnect is not None:
-            self._reconnect.cancel()
-            await asyncio.gather(self._reconnect, return_exceptions=True)
+            await stop_task(self._reconnect, "the Redis memory's reconnect loop")
             self._reconnect = None
         if self._pending:
             logger.warning("closing with %d appends still pending; they are dropped", len(self._pending))

@@ -77,6 +77,7 @@ class KeyLayout:
         parked = self.tmp(stream_id, uid or "none")
         return [self.stream(stream_id), *head, parked, scratch, self.lease(stream_id)]
 
+
 _COMMON = r"""
 local P, SELF = ARGV[1], ARGV[2]
 local HDR = 16

@@ -14,6 +14,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.mqtt.config import MqttConfig, TlsConfig
 from agent.mqtt.errors import ConnectError, ConnectRefusedError, LinkTimeoutError
+from common.cancel import within
 
 T = TypeVar("T")
 # CONNACK codes (v5 numbering; paho maps 3.1.1 codes onto them) that no retry will change.
@@ -37,7 +38,7 @@ async def bounded(awaitable: Awaitable[T], timeout: float, what: str) -> T:
         LinkTimeoutError: naming `what` and the timeout.
     """
     try:
-        return await asyncio.wait_for(awaitable, timeout)
+        return await within(awaitable, timeout)
     except TimeoutError:
         raise LinkTimeoutError(f"{what} timed out after {timeout:g} s") from None
 

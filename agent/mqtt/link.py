@@ -53,6 +53,7 @@ from agent.mqtt.inbox import Inbox, IncomingMessage
 from agent.mqtt.messages import AskRequest
 from agent.mqtt.topics import Topics, check_prefix, check_topic
 from common.backoff import Backoff
+from common.cancel import stop_task
 
 logger = logging.getLogger(__name__)
 Version = Literal["5", "3.1.1"]
@@ -227,8 +228,7 @@ class MqttLink:
             self._set_state(LinkState.STOPPED)
             return
         if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
+            await stop_task(self._supervisor, "the MQTT link's supervisor")
             self._supervisor = None
         client, self._client = self._client, None
         if client is not None:

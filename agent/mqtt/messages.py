@@ -59,6 +59,8 @@ StrictFloat = Annotated[float, Strict()]
 def is_blank(text: str) -> bool:
     """Whether `text` is empty once spaces, controls and format characters (e.g. U+200B) are removed."""
     return all(unicodedata.category(c) in _BLANK_CATEGORIES for c in text)
+
+
 class _Message(BaseModel):
     # Serialization schemas list every field as required: the agent always writes them all.
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
@@ -433,9 +435,7 @@ def _nesting_depth(text: str) -> int:
     return deepest
 
 
-def _peek(
-    data: dict[str, Any], topics: Topics, client: str | None = None
-) -> tuple[str | None, str | None]:
+def _peek(data: dict[str, Any], topics: Topics, client: str | None = None) -> tuple[str | None, str | None]:
     """The id and reply topic of a request that may fail validation, each only if valid on its own."""
     request_id = data.get("id")
     reply_to = data.get("reply_to")

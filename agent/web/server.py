@@ -14,6 +14,7 @@ import uvicorn
 from agent.config_checks import is_loopback
 from agent.web.api import build_api
 from agent.web.facade import AgentFacade
+from common.cancel import within
 
 if TYPE_CHECKING:
     from agent.config import HttpSection
@@ -90,7 +91,7 @@ class WebServer:
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             try:
-                await asyncio.wait_for(self._task, STOP_TIMEOUT_S)
+                await within(self._task, STOP_TIMEOUT_S)
             except TimeoutError:
                 self._server.force_exit = True
                 self._task.cancel()

@@ -9,11 +9,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from agent.cluster.journal import Journal
-from agent.cluster.member import stop_task
 from agent.cluster.registry import Registry
 from agent.memory.config import RedisConfig
 from agent.memory.redis import client_kwargs
 from agent.mqtt import AskRequest, IncomingMessage
+from common.cancel import stop_task
 from tests.memory.memory_helpers import REDIS_URL, drop_prefix
 
 pytestmark = [pytest.mark.services]
