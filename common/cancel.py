@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 STOP_WAIT_S = 10.0  # how long a stop waits for a cancelled task before it gives up on it (logged)
-RECANCEL_S = 0.2  # how long a cancelled task gets before it is cancelled again
+RECANCEL_S = 1.0  # how long a cancelled task gets (for its own bounded clean-up) before it is cancelled again
 
 
 async def within(awaitable: Awaitable[T], timeout_s: float) -> T:
@@ -30,8 +30,9 @@ async def within(awaitable: Awaitable[T], timeout_s: float) -> T:
 async def stop_task(task: asyncio.Task[Any], what: str, timeout_s: float = STOP_WAIT_S) -> bool:
     """Cancel a task and wait until it ends; True if it did within `timeout_s`.
 
-    The task is cancelled again while it runs (a library may have dropped the cancel); each extra cancel is
-    logged, since it means some call still loses one. Its outcome is read, so no error goes unreported.
+    The task is cancelled again every `RECANCEL_S` while it runs (a library may have dropped the cancel);
+    each extra cancel is logged. Clean-up that must outlast cancels (a decoder thread's exit) shields itself.
+    Its outcome is read, so no error goes unreported.
     """
     deadline = time.monotonic() + timeout_s
     task.cancel()
@@ -42,7 +43,7 @@ async def stop_task(task: asyncio.Task[Any], what: str, timeout_s: float = STOP_
         if time.monotonic() > deadline:
             logger.error("%s did not stop within %.0f s of its cancel", what, timeout_s)
             return False
-        logger.warning("%s ignored a cancel; cancelling it again", what)
+        logger.warning("%s still runs %.0f s after its cancel; cancelling it again", what, RECANCEL_S)
         task.cancel()
     if not task.cancelled() and task.exception() is not None:
         logger.warning("%s ended with %r", what, task.exception())

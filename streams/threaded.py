@@ -12,7 +12,6 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-from common.cancel import within
 from streams.channel import ChunkChannel, DropPolicy
 from streams.config import StreamConfig
 from streams.decoder import DecodeWorker
@@ -163,9 +162,11 @@ class ThreadedSource:
             self._channel.close()
         if self._done is None or self._thread is None:
             return
-        try:
-            await within(asyncio.shield(self._done), self.config.close_timeout_s)
-        except TimeoutError:
+        finished, cancelled = await self._wait_for_thread(self.config.close_timeout_s)
+        if finished:
+            # The thread has handed over its last callback and is returning: this join is immediate.
+            self._thread.join(timeout=0.5)
+        else:
             logger.warning(
                 "stream %s: decoder thread still blocked in FFmpeg after %.1f s; it exits when "
                 "its open (%.0f s) or stall (%.0f s) time-out expires",
@@ -174,9 +175,29 @@ class ThreadedSource:
                 self.config.open_timeout_s,
                 self.config.stall_seconds,
             )
-            return
-        # The thread has handed over its last callback and is returning: this join is immediate.
-        self._thread.join(timeout=0.5)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _wait_for_thread(self, timeout_s: float) -> tuple[bool, bool]:
+        """Wait up to `timeout_s` for the decoder thread to finish, also through cancels.
+
+        Returns whether it finished and whether the wait was cancelled. A cancel does not cut the wait short
+        (the caller raises it after): a caller that went on while the thread is still inside FFmpeg could
+        let the interpreter exit under it, which crashes (SIGSEGV; seen when a stop cancelled twice).
+        """
+        assert self._done is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        cancelled = False
+        while not self._done.done():
+            left = deadline - loop.time()
+            if left <= 0:
+                return False, cancelled
+            try:
+                await asyncio.wait([self._done], timeout=left)
+            except asyncio.CancelledError:
+                cancelled = True
+        return True, cancelled
 
     async def __aenter__(self) -> Self:
         await self.start()

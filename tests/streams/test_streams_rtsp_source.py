@@ -203,6 +203,32 @@ async def test_cancelling_the_consumer_stops_the_thread_within_two_seconds(rtsp_
     assert source.state is StreamState.ENDED
 
 
+async def test_a_second_cancel_while_closing_still_waits_for_the_decoder_thread(
+    rtsp_server: RtspServer,
+) -> None:
+    # A stop may cancel again while the source closes (common.cancel.stop_task does); the closing task must
+    # not end while its thread is inside FFmpeg: an agent exiting then crashed with SIGSEGV.
+    config = StreamConfig(sample_fps=2, chunk_seconds=1, stall_seconds=1.5, close_timeout_s=5.0, **FAST)
+    source = open_source(rtsp_server.url(), config)
+    got_chunk = asyncio.Event()
+
+    async def consume() -> None:
+        async with source:
+            async for _ in source:
+                got_chunk.set()
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.wait_for(got_chunk.wait(), 15)
+    rtsp_server.freeze()  # the decoder now blocks in a network read until the stall limit
+    await asyncio.sleep(0.3)
+    task.cancel()
+    await asyncio.sleep(0.2)
+    task.cancel()  # while aclose() waits for the thread
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert source.thread is not None and not source.thread.is_alive()
+
+
 async def test_closing_while_connecting_to_a_hung_server_stops_within_the_open_timeout(
     rtsp_server: RtspServer,
 ) -> None:
