@@ -85,7 +85,7 @@ class Pictures:
 
     async def sweep(self, stream_id: str) -> int:
         """Drop the stream's pictures whose frame no longer has a retained token; returns how many."""
-        retained = await self.memory.read([stream_id])
+        retained = await self.memory.read_layout([stream_id])  # times only: no embeddings read
         keep: set[int] = set()
         if stream_id in retained:
             times = torch.unique(retained[stream_id].tokens.time).tolist()

@@ -184,12 +184,13 @@ async def _newest_tokens(
 ) -> RetainedTokens | None:
     """The stream's tokens at its newest retained time (frame order is time order), or None if it holds none.
 
-    Reads only the newest chunk's worth when it can; the whole stream when that range was evicted.
+    Reads only the newest chunk's metadata when it can (no embeddings); the whole stream's when that range was
+    evicted.
     """
     if stats is None or stats.tokens == 0:
         return None
     for since in (stats.last_time, None):
-        retained = (await memory.read([stream_id], since=since)).get(stream_id)
+        retained = (await memory.read_layout([stream_id], since=since)).get(stream_id)
         if retained is not None and len(retained):
             return retained
     return None

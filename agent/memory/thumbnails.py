@@ -252,8 +252,12 @@ class RedisPictures:
         await self._io(self._client.srem(f"{self.prefix}:streams", stream_id))
 
     async def streams(self) -> list[str]:
+        # Listed streams that still hold pictures, as the local store lists them: `keep_only` may empty a
+        # stream, and unlisting it there could race a `put` of another agent.
         members = await self._io(self._client.smembers(f"{self.prefix}:streams"))
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        listed = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        counts = [await self._io(self._client.zcard(self._k(s, "t"))) for s in listed]
+        return [s for s, n in zip(listed, counts, strict=True) if n]
 
 
 def open_pictures(memory: MemoryConfig, config: PicturesConfig) -> PictureStore:

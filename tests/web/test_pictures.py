@@ -16,11 +16,14 @@ import redis.asyncio as aioredis
 import torch
 from PIL import Image
 
-from agent.memory import MemoryConfig
+from agent.memory import MemoryConfig, open_memory
+from agent.memory.config import PicturesConfig
 from agent.memory.thumbnails import LocalPictures, RedisPictures, encode_jpeg, frame_key
 from agent.models import TOY_MODEL_DIR
+from agent.pictures import Pictures
 from streams.synth import GroundTruth
 from tests.agent.service_helpers import agent_config, running
+from tests.memory.memory_helpers import make_tokens
 from tests.mqtt.mqtt_helpers import HOST, PORT, reachable
 
 JPEG = b"\xff\xd8\xff"
@@ -76,6 +79,31 @@ async def test_redis_pictures_are_capped_kept_only_for_retained_frames_and_share
         assert await other.streams() == ["cam"]
         await other.delete("cam")
         assert await other.keys("cam") == [] and await other.streams() == []
+
+
+@pytest.mark.services
+async def test_a_redis_stream_whose_pictures_were_all_swept_is_no_longer_listed(
+    redis_memory: MemoryConfig,
+) -> None:
+    async with RedisPictures(redis_memory, max_per_stream=3) as store:
+        await store.put("cam", [(1, JPEG)])
+        await store.put("door", [(2, JPEG)])
+        assert await store.keep_only("door", []) == 1
+        assert await store.streams() == ["cam"]
+
+
+@pytest.mark.services
+async def test_a_sweep_reads_the_retained_times_not_the_embeddings(redis_memory: MemoryConfig) -> None:
+    tokens = make_tokens(range(8), rows=4, cols=4, dim=1024)  # 128 rows of 4 KiB embeddings
+    async with open_memory(redis_memory) as memory, RedisPictures(redis_memory, max_per_stream=64) as store:
+        await memory.append("cam", tokens, torch.ones(len(tokens)))
+        await store.put("cam", [(frame_key(float(t)), JPEG) for t in range(10)])
+        before = (await memory.stats()).bytes_read
+        dropped = await Pictures(store, memory, PicturesConfig()).sweep("cam")
+        read = (await memory.stats()).bytes_read - before
+        kept = await store.keys("cam")
+    assert dropped == 2 and kept == [frame_key(float(t)) for t in range(8)]  # frames 8 and 9: no tokens
+    assert 0 < read < len(tokens) * 128  # metadata; the embeddings alone are 128 x 4,096 bytes
 
 
 @pytest.mark.services
