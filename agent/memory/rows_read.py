@@ -16,6 +16,7 @@ script returns the 65 metadata bytes of each live record, the rows script the re
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -260,48 +261,138 @@ def meta_records(rows: Rows, positions: torch.Tensor) -> np.ndarray:
     return meta
 
 
+# The columns of a stored chunk's packed identity (`pack_identity`), and the fields `check_same` compares,
+# in its order, with the packed columns that hold each.
+PACKED_COLUMNS = 8  # row (-1 once evicted), frame, time's float64 bits, grid (3), kind, token_id
+_FIELD_COLUMNS = (
+    ("frame", slice(1, 2)),
+    ("time", slice(2, 3)),
+    ("grid", slice(3, 6)),
+    ("kind", slice(6, 7)),
+    ("token_id", slice(7, 8)),
+)
+DEAD_ROW = -1
+
+
+class StoredChunk(Protocol):
+    """A chunk held in process: its stored rows and their packed identity (`pack_identity`, evicted
+    rows' row column set to `DEAD_ROW`)."""
+
+    rows: Rows
+    identity: torch.Tensor
+
+
+def pack_identity(rows: Rows) -> torch.Tensor:
+    """(n, `PACKED_COLUMNS`) int64 of `rows`: row, frame, time's float64 bits, grid, kind, token_id.
+
+    Built once per stored chunk, so a question checks every asked row against its layout with one
+    gather per chunk and one comparison, instead of building tokens per chunk.
+    """
+    t = rows.tokens
+    columns = [rows.row, t.frame, t.time.to(torch.float64).contiguous().view(torch.int64)]
+    columns += [t.grid[:, i] for i in range(3)] + [t.kind, t.token_id]
+    return torch.stack([c.to(torch.int64) for c in columns], dim=1)
+
+
+def _want_identity(layout: RetainedLayout, index: torch.Tensor) -> torch.Tensor:
+    """`pack_identity` of the layout's rows `index` (the row column is the layout's row)."""
+    t = layout.tokens
+    columns = [layout.row[index], t.frame[index], t.time[index].contiguous().view(torch.int64)]
+    grid = t.grid[index]
+    columns += [grid[:, i] for i in range(3)] + [t.kind[index], t.token_id[index]]
+    return torch.stack([c.to(torch.int64) for c in columns], dim=1)
+
+
+def _differs(got: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
+    """(n, 5) bool: which of `check_same`'s fields differ per row; time as float64, as `torch.equal`."""
+    time = got[:, 2].contiguous().view(torch.float64) != want[:, 2].contiguous().view(torch.float64)
+    out = [(got[:, cols] != want[:, cols]).any(1) for _, cols in _FIELD_COLUMNS]
+    out[1] = time
+    return torch.stack(out, dim=1)
+
+
+def _raise_first_problem(
+    layout: RetainedLayout,
+    numbers: list[int],
+    gone: list[bool],
+    bounds: list[int],
+    found: torch.Tensor,
+    differs: torch.Tensor,
+) -> None:
+    """RowsGoneError for the lowest chunk with a dropped chunk, an evicted row or differing metadata."""
+    group = torch.repeat_interleave(torch.arange(len(numbers)), torch.tensor(bounds).diff())
+    missing = torch.zeros(len(numbers), dtype=torch.int64).index_add_(0, group, (~found).to(torch.int64))
+    fields = torch.zeros(len(numbers), differs.shape[1], dtype=torch.int64)
+    fields.index_add_(0, group, differs.to(torch.int64))
+    bad = torch.tensor(gone) | (missing > 0) | (fields > 0).any(1)
+    if not bool(bad.any()):
+        return
+    u = int(torch.nonzero(bad)[0])
+    number = numbers[u]
+    if gone[u]:
+        raise RowsGoneError(f"chunk {number} of stream {layout.stream_id!r} was dropped; read again")
+    if int(missing[u]):
+        raise RowsGoneError(
+            f"rows of chunk {number} of stream {layout.stream_id!r} were evicted since the layout was "
+            "read; read the layout again"
+        )
+    name = _FIELD_COLUMNS[int(torch.nonzero(fields[u])[0])][0]
+    raise RowsGoneError(
+        f"stream {layout.stream_id!r}: the stored rows no longer match the layout read ({name} "
+        "differs); read the layout again"
+    )
+
+
 def rows_in_process(
-    layout: RetainedLayout, index: torch.Tensor, lookup: Callable[[int], tuple[Rows, torch.Tensor] | None]
+    layout: RetainedLayout, index: torch.Tensor, lookup: Callable[[int], StoredChunk | None]
 ) -> VisualTokens:
-    """Rows `index` of `layout` in full from in-process chunks: `lookup(chunk)` gives a chunk's stored rows
-    and alive mask (None: the chunk is gone).
+    """Rows `index` of `layout` in full from in-process chunks (`lookup(chunk)`; None: the chunk is gone).
+
+    The asked rows are grouped by chunk (already so when `index` ascends: the layout is in time order);
+    per chunk one search for the rows' positions, and one gather each of identity, embeddings and
+    deepstack into the output; then one comparison of every row's identity with the layout's.
 
     Raises:
-        RowsGoneError: a row was evicted (or differs) since the layout was read.
+        RowsGoneError: a row was evicted (or differs) since the layout was read; the lowest chunk with a
+            problem is named, as a chunk-by-chunk check would.
     """
     index = index.cpu().to(torch.int64)
-    chunk, row = layout.chunk[index], layout.row[index]
-    picked: list[tuple[torch.Tensor, Rows, torch.Tensor]] = []
-    for number in torch.unique(chunk).tolist():
-        sel = torch.nonzero(chunk == number).flatten()
-        found = lookup(number)
-        if found is None:
-            raise RowsGoneError(f"chunk {number} of stream {layout.stream_id!r} was dropped; read again")
-        rows, alive = found
-        pos = torch.searchsorted(rows.row, row[sel]).clamp_max(max(len(rows) - 1, 0))
-        if len(rows) == 0 or not bool((rows.row[pos] == row[sel]).all() and alive[pos].all()):
-            raise RowsGoneError(
-                f"rows of chunk {number} of stream {layout.stream_id!r} were evicted since the layout was "
-                "read; read the layout again"
-            )
-        check_same(layout, index[sel], rows.tokens.select(pos))
-        picked.append((sel, rows, pos))
-    if not picked:
-        return layout.tokens.select(index)  # no rows asked: nothing to fetch
-    first = picked[0][1].tokens
-    n = len(index)
-    embeds = first.embeds.new_empty(n, first.embeds.shape[1])
-    deepstack = (
-        None
-        if first.deepstack is None
-        else first.deepstack.new_empty(first.deepstack.shape[0], n, embeds.shape[1])
-    )
-    for sel, rows, pos in picked:
-        embeds[sel] = rows.tokens.embeds[pos]
-        if deepstack is not None:
-            assert rows.tokens.deepstack is not None
-            deepstack[:, sel] = rows.tokens.deepstack[:, pos]
     kept = layout.tokens.select(index)
+    n = len(index)
+    if n == 0:
+        return kept  # no rows asked: nothing to fetch
+    chunk = layout.chunk[index]
+    order = None if bool((chunk[1:] >= chunk[:-1]).all()) else torch.argsort(chunk, stable=True)
+    if order is not None:
+        index, chunk = index[order], chunk[order]
+    row = layout.row[index]
+    numbers_t, counts = torch.unique_consecutive(chunk, return_counts=True)
+    numbers = numbers_t.tolist()
+    bounds = [0, *torch.cumsum(counts, 0).tolist()]
+    stored = [lookup(number) for number in numbers]
+    first = next((c.rows.tokens for c in stored if c is not None), None)
+    if first is None:
+        raise RowsGoneError(f"chunk {numbers[0]} of stream {layout.stream_id!r} was dropped; read again")
+    embeds = first.embeds.new_empty(n, first.embeds.shape[1])
+    deep = first.deepstack
+    deepstack = None if deep is None else deep.new_empty(deep.shape[0], n, embeds.shape[1])
+    got = torch.full((n, PACKED_COLUMNS), DEAD_ROW, dtype=torch.int64)
+    for c, a, b in zip(stored, bounds[:-1], bounds[1:], strict=True):
+        if c is None or len(c.rows) == 0:
+            continue
+        pos = torch.searchsorted(c.rows.row, row[a:b]).clamp_max_(len(c.rows) - 1)
+        torch.index_select(c.identity, 0, pos, out=got[a:b])
+        torch.index_select(c.rows.tokens.embeds, 0, pos, out=embeds[a:b])
+        if deepstack is not None:
+            assert c.rows.tokens.deepstack is not None
+            torch.index_select(c.rows.tokens.deepstack, 1, pos, out=deepstack[:, a:b])
+    found = got[:, 0] == row
+    differs = _differs(got, _want_identity(layout, index))
+    _raise_first_problem(layout, numbers, [c is None for c in stored], bounds, found, differs)
+    if order is not None:  # back to the asked order
+        embeds = torch.empty_like(embeds).index_copy_(0, order, embeds)
+        if deepstack is not None:
+            deepstack = torch.empty_like(deepstack).index_copy_(1, order, deepstack)
     return VisualTokens(
         embeds=embeds,
         frame=kept.frame,
