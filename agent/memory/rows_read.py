@@ -294,53 +294,72 @@ def pack_identity(rows: Rows) -> torch.Tensor:
     return torch.stack([c.to(torch.int64) for c in columns], dim=1)
 
 
-def _want_identity(layout: RetainedLayout, index: torch.Tensor) -> torch.Tensor:
-    """`pack_identity` of the layout's rows `index` (the row column is the layout's row)."""
+def _layout_fields(layout: RetainedLayout, index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The layout's `check_same` fields of rows `index` (`index_select`: advanced indexing is slower)."""
     t = layout.tokens
-    columns = [layout.row[index], t.frame[index], t.time[index].contiguous().view(torch.int64)]
-    grid = t.grid[index]
-    columns += [grid[:, i] for i in range(3)] + [t.kind[index], t.token_id[index]]
-    return torch.stack([c.to(torch.int64) for c in columns], dim=1)
+    return {name: getattr(t, name).index_select(0, index) for name, _ in _FIELD_COLUMNS}
 
 
-def _differs(got: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
-    """(n, 5) bool: which of `check_same`'s fields differ per row; time as float64, as `torch.equal`."""
-    time = got[:, 2].contiguous().view(torch.float64) != want[:, 2].contiguous().view(torch.float64)
-    out = [(got[:, cols] != want[:, cols]).any(1) for _, cols in _FIELD_COLUMNS]
-    out[1] = time
+def _differs(got: torch.Tensor, want: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(n, 5) bool: which of `check_same`'s fields differ per row, `got` being packed identities; time
+    compared as float64, as `torch.equal` compares it."""
+    out = []
+    for name, cols in _FIELD_COLUMNS:
+        if name == "time":
+            out.append(got[:, 2].contiguous().view(torch.float64) != want[name])
+        else:
+            ours = want[name].reshape(len(got), -1)
+            out.append((got[:, cols] != ours).any(1))
     return torch.stack(out, dim=1)
 
 
 def _raise_first_problem(
-    layout: RetainedLayout,
-    numbers: list[int],
-    gone: list[bool],
-    bounds: list[int],
-    found: torch.Tensor,
-    differs: torch.Tensor,
+    layout: RetainedLayout, numbers: list[int], gone: list[bool], counts: list[int], bad: torch.Tensor
 ) -> None:
-    """RowsGoneError for the lowest chunk with a dropped chunk, an evicted row or differing metadata."""
-    group = torch.repeat_interleave(torch.arange(len(numbers)), torch.tensor(bounds).diff())
-    missing = torch.zeros(len(numbers), dtype=torch.int64).index_add_(0, group, (~found).to(torch.int64))
-    fields = torch.zeros(len(numbers), differs.shape[1], dtype=torch.int64)
-    fields.index_add_(0, group, differs.to(torch.int64))
-    bad = torch.tensor(gone) | (missing > 0) | (fields > 0).any(1)
-    if not bool(bad.any()):
-        return
-    u = int(torch.nonzero(bad)[0])
+    """RowsGoneError for the lowest chunk with a problem: dropped, else an evicted row, else the first
+    differing field. `bad` is (n, 6) bool per asked row (grouped by chunk): not found, then `_differs`."""
+    group = torch.repeat_interleave(torch.arange(len(numbers)), torch.tensor(counts))
+    per_chunk = torch.zeros(len(numbers), bad.shape[1], dtype=torch.int64).index_add_(0, group, bad.long())
+    flagged = torch.tensor(gone) | (per_chunk > 0).any(1)
+    u = int(torch.nonzero(flagged)[0])
     number = numbers[u]
     if gone[u]:
         raise RowsGoneError(f"chunk {number} of stream {layout.stream_id!r} was dropped; read again")
-    if int(missing[u]):
+    if int(per_chunk[u, 0]):
         raise RowsGoneError(
             f"rows of chunk {number} of stream {layout.stream_id!r} were evicted since the layout was "
             "read; read the layout again"
         )
-    name = _FIELD_COLUMNS[int(torch.nonzero(fields[u])[0])][0]
+    name = _FIELD_COLUMNS[int(torch.nonzero(per_chunk[u, 1:])[0])][0]
     raise RowsGoneError(
         f"stream {layout.stream_id!r}: the stored rows no longer match the layout read ({name} "
         "differs); read the layout again"
     )
+
+
+class _Gather:
+    """The output of a kept-rows read, grouped by chunk: packed identities, embeddings and deepstack."""
+
+    def __init__(self, first: VisualTokens, n: int) -> None:
+        self.identity = torch.full((n, PACKED_COLUMNS), DEAD_ROW, dtype=torch.int64)
+        self.embeds = first.embeds.new_empty(n, first.embeds.shape[1])
+        deep = first.deepstack
+        self.deepstack = None if deep is None else deep.new_empty(deep.shape[0], n, self.embeds.shape[1])
+
+    def fill(
+        self, chunks: list[StoredChunk | None], pos: torch.Tensor, counts: list[int], only: set[int]
+    ) -> None:
+        """Gather the rows at stored positions `pos` of each chunk (those numbered in `only`, if any)."""
+        parts = [pos.split(counts), self.identity.split(counts), self.embeds.split(counts)]
+        deep = [None] * len(counts) if self.deepstack is None else self.deepstack.split(counts, dim=1)
+        for u, (c, p, ident, emb, ds) in enumerate(zip(chunks, *parts, deep, strict=True)):
+            if c is None or not len(p) or (only and u not in only):
+                continue
+            torch.index_select(c.identity, 0, p, out=ident)
+            torch.index_select(c.rows.tokens.embeds, 0, p, out=emb)
+            if ds is not None:
+                assert c.rows.tokens.deepstack is not None
+                torch.index_select(c.rows.tokens.deepstack, 1, p, out=ds)
 
 
 def rows_in_process(
@@ -348,58 +367,64 @@ def rows_in_process(
 ) -> VisualTokens:
     """Rows `index` of `layout` in full from in-process chunks (`lookup(chunk)`; None: the chunk is gone).
 
-    The asked rows are grouped by chunk (already so when `index` ascends: the layout is in time order);
-    per chunk one search for the rows' positions, and one gather each of identity, embeddings and
-    deepstack into the output; then one comparison of every row's identity with the layout's.
+    The asked rows are grouped by chunk (they already are when `index` ascends: the layout is in time
+    order). Each row is first looked for at its layout slot; per chunk one gather each of identity,
+    embeddings and deepstack writes the output; one comparison of the packed identities with the
+    layout's checks every row. Only the chunks compacted since the layout was read are searched and
+    gathered again.
 
     Raises:
         RowsGoneError: a row was evicted (or differs) since the layout was read; the lowest chunk with a
             problem is named, as a chunk-by-chunk check would.
     """
     index = index.cpu().to(torch.int64)
-    kept = layout.tokens.select(index)
-    n = len(index)
-    if n == 0:
-        return kept  # no rows asked: nothing to fetch
-    chunk = layout.chunk[index]
+    if len(index) == 0:
+        return layout.tokens.select(index)  # no rows asked: nothing to fetch
+    asked = index
+    chunk = layout.chunk.index_select(0, index)
     order = None if bool((chunk[1:] >= chunk[:-1]).all()) else torch.argsort(chunk, stable=True)
     if order is not None:
-        index, chunk = index[order], chunk[order]
-    row = layout.row[index]
-    numbers_t, counts = torch.unique_consecutive(chunk, return_counts=True)
-    numbers = numbers_t.tolist()
-    bounds = [0, *torch.cumsum(counts, 0).tolist()]
-    stored = [lookup(number) for number in numbers]
-    first = next((c.rows.tokens for c in stored if c is not None), None)
+        index, chunk = index.index_select(0, order), chunk.index_select(0, order)
+    row = layout.row.index_select(0, index)
+    numbers_t, counts_t = torch.unique_consecutive(chunk, return_counts=True)
+    numbers, counts = numbers_t.tolist(), counts_t.tolist()
+    chunks = [lookup(number) for number in numbers]
+    first = next((c.rows.tokens for c in chunks if c is not None), None)
     if first is None:
         raise RowsGoneError(f"chunk {numbers[0]} of stream {layout.stream_id!r} was dropped; read again")
-    embeds = first.embeds.new_empty(n, first.embeds.shape[1])
-    deep = first.deepstack
-    deepstack = None if deep is None else deep.new_empty(deep.shape[0], n, embeds.shape[1])
-    got = torch.full((n, PACKED_COLUMNS), DEAD_ROW, dtype=torch.int64)
-    for c, a, b in zip(stored, bounds[:-1], bounds[1:], strict=True):
-        if c is None or len(c.rows) == 0:
-            continue
-        pos = torch.searchsorted(c.rows.row, row[a:b]).clamp_max_(len(c.rows) - 1)
-        torch.index_select(c.identity, 0, pos, out=got[a:b])
-        torch.index_select(c.rows.tokens.embeds, 0, pos, out=embeds[a:b])
-        if deepstack is not None:
-            assert c.rows.tokens.deepstack is not None
-            torch.index_select(c.rows.tokens.deepstack, 1, pos, out=deepstack[:, a:b])
-    found = got[:, 0] == row
-    differs = _differs(got, _want_identity(layout, index))
-    _raise_first_problem(layout, numbers, [c is None for c in stored], bounds, found, differs)
+    stored = torch.tensor([0 if c is None else c.identity.shape[0] for c in chunks])
+    last = torch.repeat_interleave((stored - 1).clamp_min(0), counts_t)
+    pos = torch.minimum(layout.slot.index_select(0, index), last)
+    out = _Gather(first, len(index))
+    out.fill(chunks, pos, counts, set())
+    found = out.identity[:, 0] == row
+    if not bool(found.all()):  # moved by compaction (or gone): search those chunks by row
+        group = torch.repeat_interleave(torch.arange(len(numbers)), counts_t)
+        moved = set(group[~found].tolist())
+        for u, c, p, r in zip(range(len(chunks)), chunks, pos.split(counts), row.split(counts), strict=True):
+            if u in moved and c is not None and len(c.rows):
+                p.copy_(torch.searchsorted(c.rows.row, r))
+        pos = torch.minimum(pos, last)
+        out.fill(chunks, pos, counts, moved)
+        found = out.identity[:, 0] == row
+    want = _layout_fields(layout, index)
+    differs = _differs(out.identity, want)
+    gone = [c is None for c in chunks]
+    if any(gone) or not bool(found.all()) or bool(differs.any()):
+        _raise_first_problem(layout, numbers, gone, counts, torch.cat([~found[:, None], differs], dim=1))
+    embeds, deepstack = out.embeds, out.deepstack
     if order is not None:  # back to the asked order
         embeds = torch.empty_like(embeds).index_copy_(0, order, embeds)
         if deepstack is not None:
             deepstack = torch.empty_like(deepstack).index_copy_(1, order, deepstack)
+    kept = want if order is None else _layout_fields(layout, asked)
     return VisualTokens(
         embeds=embeds,
-        frame=kept.frame,
-        time=kept.time,
-        grid=kept.grid,
-        kind=kept.kind,
-        token_id=kept.token_id,
+        frame=kept["frame"],
+        time=kept["time"],
+        grid=kept["grid"],
+        kind=kept["kind"],
+        token_id=kept["token_id"],
         deepstack=deepstack,
-        seconds_per_step=kept.seconds_per_step,
+        seconds_per_step=layout.tokens.seconds_per_step,
     )
