@@ -353,7 +353,7 @@ class _Gather:
         parts = [pos.split(counts), self.identity.split(counts), self.embeds.split(counts)]
         deep = [None] * len(counts) if self.deepstack is None else self.deepstack.split(counts, dim=1)
         for u, (c, p, ident, emb, ds) in enumerate(zip(chunks, *parts, deep, strict=True)):
-            if c is None or not len(p) or (only and u not in only):
+            if c is None or not c.identity.shape[0] or (only and u not in only):
                 continue
             torch.index_select(c.identity, 0, p, out=ident)
             torch.index_select(c.rows.tokens.embeds, 0, p, out=emb)
