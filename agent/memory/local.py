@@ -38,7 +38,7 @@ from agent.memory.rows import Rows, retained_tokens
 from agent.memory.rows_read import (
     DEAD_ROW,
     ENTRY_BYTES,
-    meta_records,
+    identity_records,
     pack_identity,
     record_head,
     retained_layout,
@@ -49,6 +49,7 @@ from agent.memory.snapshot import Snapshot, StreamSnapshot, load_snapshot, save_
 from flexselect.types import VisualTokens
 
 logger = logging.getLogger(__name__)
+_SCORES = ("attention", "redundancy", "retention")
 
 
 @dataclass
@@ -163,15 +164,11 @@ class _Stream:
 
     def read_layout(self, stream_id: str, since: float | None, until: float | None) -> RetainedLayout:
         """`read` without embeddings: metadata records of the live rows, their chunks and slots."""
-        metas, chunks, slots = [np.empty(0, META_DTYPE)], [np.empty(0, np.int64)], [np.empty(0, np.int64)]
-        for number, chunk in sorted(self.chunks.items()):
-            if not _overlaps(chunk.rows, since, until):
-                continue
-            slot = torch.nonzero(chunk.alive).flatten()
-            metas.append(meta_records(chunk.rows, slot))
-            chunks.append(np.full(len(slot), number, np.int64))
-            slots.append(slot.numpy())
-        meta, chunk, slot = (np.concatenate(a) for a in (metas, chunks, slots))
+        parts = [(n, c) for n, c in sorted(self.chunks.items()) if _overlaps(c.rows, since, until)]
+        if parts:
+            meta, chunk, slot = _live_records(parts)
+        else:
+            meta, chunk, slot = np.empty(0, META_DTYPE), np.empty(0, np.int64), np.empty(0, np.int64)
         return retained_layout(stream_id, self.layout, meta, chunk, slot, since, until)
 
     def stats(self, stream_id: str, bucket_seconds: float) -> StreamMemoryStats:
@@ -188,6 +185,18 @@ class _Stream:
             head_time=None if self.head == -math.inf else self.head,
             buckets=dict(zip(buckets.tolist(), counts.tolist(), strict=True)),
         )
+
+
+def _live_records(parts: list[tuple[int, _Chunk]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(`META_DTYPE` records, chunk numbers, slots) of the live rows of chunks `parts` (number, chunk),
+    from their packed identities concatenated once: no per-chunk record arrays."""
+    stored = torch.tensor([len(c.alive) for _, c in parts], dtype=torch.int64)
+    live = torch.nonzero(torch.cat([c.alive for _, c in parts])).flatten()
+    first = torch.repeat_interleave(torch.cumsum(stored, 0) - stored, stored).index_select(0, live)
+    chunk = torch.repeat_interleave(torch.tensor([n for n, _ in parts]), stored).index_select(0, live)
+    identity = torch.cat([c.identity for _, c in parts]).index_select(0, live)
+    scores = [torch.cat([getattr(c.rows, s) for _, c in parts]).index_select(0, live) for s in _SCORES]
+    return identity_records(identity, *scores), chunk.numpy(), (live - first).numpy()
 
 
 def _overlaps(rows: Rows, since: float | None, until: float | None) -> bool:

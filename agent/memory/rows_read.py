@@ -248,16 +248,22 @@ def full_rows(layout: RetainedLayout, index: torch.Tensor, records: bytes, store
     )
 
 
-def meta_records(rows: Rows, positions: torch.Tensor) -> np.ndarray:
-    """(n,) `META_DTYPE` records of `rows` at `positions` (the in-process twin of the stored bytes)."""
-    tokens = rows.tokens
-    idx = positions.numpy()
-    meta = np.empty(len(idx), dtype=META_DTYPE)
-    meta["row"] = rows.row.numpy()[idx]
-    for name in ("time", "frame", "grid", "token_id", "kind"):
-        meta[name] = getattr(tokens, name).numpy()[idx]
-    for name in ("attention", "redundancy", "retention"):
-        meta[name] = getattr(rows, name).numpy()[idx]
+def identity_records(
+    identity: torch.Tensor, attention: torch.Tensor, redundancy: torch.Tensor, retention: torch.Tensor
+) -> np.ndarray:
+    """(n,) `META_DTYPE` records of rows with packed identities `identity` (`pack_identity`, live rows)
+    and their scores: the in-process twin of the stored bytes, built in one pass per layout read."""
+    ident = identity.numpy()
+    meta = np.empty(len(ident), dtype=META_DTYPE)
+    meta["row"] = ident[:, 0]
+    meta["frame"] = ident[:, 1]
+    meta["time"] = ident[:, 2].view(np.float64)
+    meta["grid"] = ident[:, 3:6]
+    meta["kind"] = ident[:, 6]
+    meta["token_id"] = ident[:, 7]
+    meta["attention"] = attention.numpy()
+    meta["redundancy"] = redundancy.numpy()
+    meta["retention"] = retention.numpy()
     return meta
 
 

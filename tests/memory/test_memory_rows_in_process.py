@@ -15,6 +15,7 @@ import torch
 from agent.memory import MemoryConfig, RetentionConfig, TokenMemory, open_memory
 from agent.memory.base import RetainedLayout, RetainedTokens
 from agent.memory.errors import RowsGoneError
+from agent.memory.local import LocalTokenMemory
 from flexselect.types import TokenKind, VisualTokens
 from tests.memory.memory_helpers import make_tokens
 from tests.memory.test_memory_behaviour import PLAIN, assert_same_tokens
@@ -204,3 +205,17 @@ async def test_a_refilled_stream_names_the_first_differing_field(field: str) -> 
         f"stream 'cam': the stored rows no longer match the layout read ({field} differs); "
         "read the layout again"
     )
+
+
+async def test_a_layout_slot_is_the_rows_position_in_its_stored_chunk() -> None:
+    async with local(max_tokens=200) as memory:
+        await append_frames(memory, 0, 40, seed=8)  # evicted rows stay stored until compaction drops them
+        layout = (await memory.read_layout(["cam"]))["cam"]
+        assert isinstance(memory, LocalTokenMemory)
+        chunks = memory._streams["cam"].chunks  # the stored chunks, to check the slots against
+        stored = [
+            int(chunks[c].rows.row[s])
+            for c, s in zip(layout.chunk.tolist(), layout.slot.tolist(), strict=True)
+        ]
+    assert stored == layout.row.tolist()
+    assert layout.slot.tolist() != layout.row.tolist()  # some chunks were compacted
