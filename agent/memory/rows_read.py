@@ -353,19 +353,33 @@ class _Gather:
         self.deepstack = None if deep is None else deep.new_empty(deep.shape[0], n, self.embeds.shape[1])
 
     def fill(
-        self, chunks: list[StoredChunk | None], pos: torch.Tensor, counts: list[int], only: set[int]
+        self,
+        chunks: list[StoredChunk | None],
+        pos: torch.Tensor,
+        counts: list[int],
+        only: set[int] | None = None,
     ) -> None:
-        """Gather the rows at stored positions `pos` of each chunk (those numbered in `only`, if any)."""
+        """Gather the rows at stored positions `pos` of each chunk (of chunks `only`, if given)."""
         parts = [pos.split(counts), self.identity.split(counts), self.embeds.split(counts)]
         deep = [None] * len(counts) if self.deepstack is None else self.deepstack.split(counts, dim=1)
         for u, (c, p, ident, emb, ds) in enumerate(zip(chunks, *parts, deep, strict=True)):
-            if c is None or not c.identity.shape[0] or (only and u not in only):
+            if c is None or not c.identity.shape[0] or (only is not None and u not in only):
                 continue
             torch.index_select(c.identity, 0, p, out=ident)
             torch.index_select(c.rows.tokens.embeds, 0, p, out=emb)
             if ds is not None:
                 assert c.rows.tokens.deepstack is not None
                 torch.index_select(c.rows.tokens.deepstack, 1, p, out=ds)
+
+
+def _search(
+    chunks: list[StoredChunk | None], pos: torch.Tensor, row: torch.Tensor, counts: list[int], only: set[int]
+) -> None:
+    """Set `pos` (grouped by chunk, as `row`) to where chunks `only` store rows `row`, by bisection of
+    their ascending stored rows: compaction moved rows away from their layout slots."""
+    for u, (c, p, r) in enumerate(zip(chunks, pos.split(counts), row.split(counts), strict=True)):
+        if u in only and c is not None and len(c.rows):
+            p.copy_(torch.searchsorted(c.rows.row, r))
 
 
 def rows_in_process(
@@ -402,16 +416,13 @@ def rows_in_process(
     last = torch.repeat_interleave((stored - 1).clamp_min(0), counts_t)
     pos = torch.minimum(layout.slot.index_select(0, index), last)
     out = _Gather(first, len(index))
-    out.fill(chunks, pos, counts, set())
+    out.fill(chunks, pos, counts)
     found = out.identity[:, 0] == row
     if not bool(found.all()):  # moved by compaction (or gone): search those chunks by row
         group = torch.repeat_interleave(torch.arange(len(numbers)), counts_t)
         moved = set(group[~found].tolist())
-        for u, c, p, r in zip(range(len(chunks)), chunks, pos.split(counts), row.split(counts), strict=True):
-            if u in moved and c is not None and len(c.rows):
-                p.copy_(torch.searchsorted(c.rows.row, r))
-        pos = torch.minimum(pos, last)
-        out.fill(chunks, pos, counts, moved)
+        _search(chunks, pos, row, counts, moved)
+        out.fill(chunks, torch.minimum(pos, last), counts, moved)
         found = out.identity[:, 0] == row
     want = _layout_fields(layout, index)
     differs = _differs(out.identity, want)
