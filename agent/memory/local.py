@@ -35,20 +35,50 @@ from agent.memory.errors import (
 )
 from agent.memory.policy import StreamIndex, bucket_of, plan_global, plan_stream
 from agent.memory.rows import Rows, retained_tokens
-from agent.memory.rows_read import ENTRY_BYTES, meta_records, record_head, retained_layout, rows_in_process
+from agent.memory.rows_read import (
+    DEAD_ROW,
+    ENTRY_BYTES,
+    identity_records,
+    pack_identity,
+    record_head,
+    retained_layout,
+    rows_in_process,
+)
 from agent.memory.scoring import FrameRef, newest_frame
 from agent.memory.snapshot import Snapshot, StreamSnapshot, load_snapshot, save_snapshot
 from flexselect.types import VisualTokens
 
 logger = logging.getLogger(__name__)
+_SCORES = ("attention", "redundancy", "retention")
 
 
 @dataclass
 class _Chunk:
-    """A chunk's stored rows; evicted rows are only marked dead until compaction drops them."""
+    """A chunk's stored rows; evicted rows are only marked dead until compaction drops them.
+
+    `identity` packs the rows' metadata (`pack_identity`) once, so a question checks its rows with a
+    gather; an evicted row's row column is `DEAD_ROW` there, as `alive` is False.
+    """
 
     rows: Rows
     alive: torch.Tensor  # (stored,) bool
+    identity: torch.Tensor  # (stored, PACKED_COLUMNS) int64
+
+    @staticmethod
+    def of(rows: Rows) -> _Chunk:
+        """A chunk of freshly stored rows, all alive."""
+        return _Chunk(rows, torch.ones(len(rows), dtype=torch.bool), pack_identity(rows))
+
+    def kill(self, rows: torch.Tensor) -> None:
+        """Mark original rows `rows` (ascending, stored) evicted."""
+        positions = torch.searchsorted(self.rows.row, rows)
+        self.alive[positions] = False
+        self.identity[positions, 0] = DEAD_ROW
+
+    def compacted(self) -> _Chunk:
+        """The chunk rewritten without its dead rows."""
+        alive = self.alive
+        return _Chunk(self.rows.select(alive), torch.ones(self.live, dtype=torch.bool), self.identity[alive])
 
     @property
     def live(self) -> int:
@@ -90,7 +120,7 @@ class _Stream:
 
     def add(self, chunk: int, rows: Rows) -> None:
         """Store rows under chunk number `chunk` and index them."""
-        self.chunks[chunk] = _Chunk(rows, torch.ones(len(rows), dtype=torch.bool))
+        self.chunks[chunk] = _Chunk.of(rows)
         self.chunk_col = np.concatenate([self.chunk_col, np.full(len(rows), chunk, np.int64)])
         self.row_col = np.concatenate([self.row_col, rows.row.numpy()])
         self.time_col = np.concatenate([self.time_col, rows.tokens.time.numpy()])
@@ -106,14 +136,12 @@ class _Stream:
         numbers, starts = np.unique(self.chunk_col[order], return_index=True)
         for number, rows in zip(numbers.tolist(), np.split(self.row_col[order], starts[1:]), strict=True):
             chunk = self.chunks[number]
-            chunk.alive[torch.searchsorted(chunk.rows.row, torch.from_numpy(rows))] = False
+            chunk.kill(torch.from_numpy(rows))
             live, stored = chunk.live, len(chunk.rows)
             if live == 0:
                 del self.chunks[number]
             elif stored - live >= compact_fraction * stored:
-                self.chunks[number] = _Chunk(
-                    chunk.rows.select(chunk.alive), torch.ones(live, dtype=torch.bool)
-                )
+                self.chunks[number] = chunk.compacted()
         keep = np.ones(self.tokens, dtype=bool)
         keep[positions] = False
         self.chunk_col, self.row_col = self.chunk_col[keep], self.row_col[keep]
@@ -136,21 +164,12 @@ class _Stream:
 
     def read_layout(self, stream_id: str, since: float | None, until: float | None) -> RetainedLayout:
         """`read` without embeddings: metadata records of the live rows, their chunks and slots."""
-        metas, chunks, slots = [np.empty(0, META_DTYPE)], [np.empty(0, np.int64)], [np.empty(0, np.int64)]
-        for number, chunk in sorted(self.chunks.items()):
-            if not _overlaps(chunk.rows, since, until):
-                continue
-            slot = torch.nonzero(chunk.alive).flatten()
-            metas.append(meta_records(chunk.rows, slot))
-            chunks.append(np.full(len(slot), number, np.int64))
-            slots.append(slot.numpy())
-        meta, chunk, slot = (np.concatenate(a) for a in (metas, chunks, slots))
+        parts = [(n, c) for n, c in sorted(self.chunks.items()) if _overlaps(c.rows, since, until)]
+        if parts:
+            meta, chunk, slot = _live_records(parts)
+        else:
+            meta, chunk, slot = np.empty(0, META_DTYPE), np.empty(0, np.int64), np.empty(0, np.int64)
         return retained_layout(stream_id, self.layout, meta, chunk, slot, since, until)
-
-    def stored(self, number: int) -> tuple[Rows, torch.Tensor] | None:
-        """Chunk `number`'s stored rows and alive mask (None if it is gone)."""
-        chunk = self.chunks.get(number)
-        return None if chunk is None else (chunk.rows, chunk.alive)
 
     def stats(self, stream_id: str, bucket_seconds: float) -> StreamMemoryStats:
         buckets, counts = np.unique(bucket_of(self.time_col, bucket_seconds), return_counts=True)
@@ -166,6 +185,18 @@ class _Stream:
             head_time=None if self.head == -math.inf else self.head,
             buckets=dict(zip(buckets.tolist(), counts.tolist(), strict=True)),
         )
+
+
+def _live_records(parts: list[tuple[int, _Chunk]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(`META_DTYPE` records, chunk numbers, slots) of the live rows of chunks `parts` (number, chunk),
+    from their packed identities concatenated once: no per-chunk record arrays."""
+    stored = torch.tensor([len(c.alive) for _, c in parts], dtype=torch.int64)
+    live = torch.nonzero(torch.cat([c.alive for _, c in parts])).flatten()
+    first = torch.repeat_interleave(torch.cumsum(stored, 0) - stored, stored).index_select(0, live)
+    chunk = torch.repeat_interleave(torch.tensor([n for n, _ in parts]), stored).index_select(0, live)
+    identity = torch.cat([c.identity for _, c in parts]).index_select(0, live)
+    scores = [torch.cat([getattr(c.rows, s) for _, c in parts]).index_select(0, live) for s in _SCORES]
+    return identity_records(identity, *scores), chunk.numpy(), (live - first).numpy()
 
 
 def _overlaps(rows: Rows, since: float | None, until: float | None) -> bool:
@@ -307,7 +338,7 @@ class LocalTokenMemory:
         stream = self._streams.get(layout.stream_id)
         if stream is None:
             raise RowsGoneError(f"stream {layout.stream_id!r} was deleted since its layout was read")
-        tokens = rows_in_process(layout, index, stream.stored)
+        tokens = rows_in_process(layout, index, stream.chunks.get)
         self._bytes_read += len(index) * record_head(stream.layout)
         return tokens
 

@@ -16,6 +16,7 @@ script returns the 65 metadata bytes of each live record, the rows script the re
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -247,68 +248,200 @@ def full_rows(layout: RetainedLayout, index: torch.Tensor, records: bytes, store
     )
 
 
-def meta_records(rows: Rows, positions: torch.Tensor) -> np.ndarray:
-    """(n,) `META_DTYPE` records of `rows` at `positions` (the in-process twin of the stored bytes)."""
-    tokens = rows.tokens
-    idx = positions.numpy()
-    meta = np.empty(len(idx), dtype=META_DTYPE)
-    meta["row"] = rows.row.numpy()[idx]
-    for name in ("time", "frame", "grid", "token_id", "kind"):
-        meta[name] = getattr(tokens, name).numpy()[idx]
-    for name in ("attention", "redundancy", "retention"):
-        meta[name] = getattr(rows, name).numpy()[idx]
+def identity_records(
+    identity: torch.Tensor, attention: torch.Tensor, redundancy: torch.Tensor, retention: torch.Tensor
+) -> np.ndarray:
+    """(n,) `META_DTYPE` records of rows with packed identities `identity` (`pack_identity`, live rows)
+    and their scores: the in-process twin of the stored bytes, built in one pass per layout read."""
+    ident = identity.numpy()
+    meta = np.empty(len(ident), dtype=META_DTYPE)
+    meta["row"] = ident[:, 0]
+    meta["frame"] = ident[:, 1]
+    meta["time"] = ident[:, 2].view(np.float64)
+    meta["grid"] = ident[:, 3:6]
+    meta["kind"] = ident[:, 6]
+    meta["token_id"] = ident[:, 7]
+    meta["attention"] = attention.numpy()
+    meta["redundancy"] = redundancy.numpy()
+    meta["retention"] = retention.numpy()
     return meta
 
 
+# The columns of a stored chunk's packed identity (`pack_identity`), and the fields `check_same` compares,
+# in its order, with the packed columns that hold each.
+PACKED_COLUMNS = 8  # row (-1 once evicted), frame, time's float64 bits, grid (3), kind, token_id
+_FIELD_COLUMNS = (
+    ("frame", slice(1, 2)),
+    ("time", slice(2, 3)),
+    ("grid", slice(3, 6)),
+    ("kind", slice(6, 7)),
+    ("token_id", slice(7, 8)),
+)
+DEAD_ROW = -1
+
+
+class StoredChunk(Protocol):
+    """A chunk held in process: its stored rows and their packed identity (`pack_identity`, evicted
+    rows' row column set to `DEAD_ROW`)."""
+
+    rows: Rows
+    identity: torch.Tensor
+
+
+def pack_identity(rows: Rows) -> torch.Tensor:
+    """(n, `PACKED_COLUMNS`) int64 of `rows`: row, frame, time's float64 bits, grid, kind, token_id.
+
+    Built once per stored chunk, so a question checks every asked row against its layout with one
+    gather per chunk and one comparison, instead of building tokens per chunk.
+    """
+    t = rows.tokens
+    columns = [rows.row, t.frame, t.time.to(torch.float64).contiguous().view(torch.int64)]
+    columns += [t.grid[:, i] for i in range(3)] + [t.kind, t.token_id]
+    return torch.stack([c.to(torch.int64) for c in columns], dim=1)
+
+
+def _layout_fields(layout: RetainedLayout, index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The layout's `check_same` fields of rows `index` (`index_select`: advanced indexing is slower)."""
+    t = layout.tokens
+    return {name: getattr(t, name).index_select(0, index) for name, _ in _FIELD_COLUMNS}
+
+
+def _differs(got: torch.Tensor, want: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(n, 5) bool: which of `check_same`'s fields differ per row, `got` being packed identities; time
+    compared as float64, as `torch.equal` compares it."""
+    out = []
+    for name, cols in _FIELD_COLUMNS:
+        if name == "time":
+            out.append(got[:, 2].contiguous().view(torch.float64) != want[name])
+        else:
+            ours = want[name].reshape(len(got), -1)
+            out.append((got[:, cols] != ours).any(1))
+    return torch.stack(out, dim=1)
+
+
+def _raise_first_problem(
+    layout: RetainedLayout, numbers: list[int], gone: list[bool], counts: list[int], bad: torch.Tensor
+) -> None:
+    """RowsGoneError for the lowest chunk with a problem: dropped, else an evicted row, else the first
+    differing field. `bad` is (n, 6) bool per asked row (grouped by chunk): not found, then `_differs`."""
+    group = torch.repeat_interleave(torch.arange(len(numbers)), torch.tensor(counts))
+    per_chunk = torch.zeros(len(numbers), bad.shape[1], dtype=torch.int64).index_add_(0, group, bad.long())
+    flagged = torch.tensor(gone) | (per_chunk > 0).any(1)
+    u = int(torch.nonzero(flagged)[0])
+    number = numbers[u]
+    if gone[u]:
+        raise RowsGoneError(f"chunk {number} of stream {layout.stream_id!r} was dropped; read again")
+    if int(per_chunk[u, 0]):
+        raise RowsGoneError(
+            f"rows of chunk {number} of stream {layout.stream_id!r} were evicted since the layout was "
+            "read; read the layout again"
+        )
+    name = _FIELD_COLUMNS[int(torch.nonzero(per_chunk[u, 1:])[0])][0]
+    raise RowsGoneError(
+        f"stream {layout.stream_id!r}: the stored rows no longer match the layout read ({name} "
+        "differs); read the layout again"
+    )
+
+
+class _Gather:
+    """The output of a kept-rows read, grouped by chunk: packed identities, embeddings and deepstack."""
+
+    def __init__(self, first: VisualTokens, n: int) -> None:
+        self.identity = torch.full((n, PACKED_COLUMNS), DEAD_ROW, dtype=torch.int64)
+        self.embeds = first.embeds.new_empty(n, first.embeds.shape[1])
+        deep = first.deepstack
+        self.deepstack = None if deep is None else deep.new_empty(deep.shape[0], n, self.embeds.shape[1])
+
+    def fill(
+        self,
+        chunks: list[StoredChunk | None],
+        pos: torch.Tensor,
+        counts: list[int],
+        only: set[int] | None = None,
+    ) -> None:
+        """Gather the rows at stored positions `pos` of each chunk (of chunks `only`, if given)."""
+        parts = [pos.split(counts), self.identity.split(counts), self.embeds.split(counts)]
+        deep = [None] * len(counts) if self.deepstack is None else self.deepstack.split(counts, dim=1)
+        for u, (c, p, ident, emb, ds) in enumerate(zip(chunks, *parts, deep, strict=True)):
+            if c is None or not c.identity.shape[0] or (only is not None and u not in only):
+                continue
+            torch.index_select(c.identity, 0, p, out=ident)
+            torch.index_select(c.rows.tokens.embeds, 0, p, out=emb)
+            if ds is not None:
+                assert c.rows.tokens.deepstack is not None
+                torch.index_select(c.rows.tokens.deepstack, 1, p, out=ds)
+
+
+def _search(
+    chunks: list[StoredChunk | None], pos: torch.Tensor, row: torch.Tensor, counts: list[int], only: set[int]
+) -> None:
+    """Set `pos` (grouped by chunk, as `row`) to where chunks `only` store rows `row`, by bisection of
+    their ascending stored rows: compaction moved rows away from their layout slots."""
+    for u, (c, p, r) in enumerate(zip(chunks, pos.split(counts), row.split(counts), strict=True)):
+        if u in only and c is not None and len(c.rows):
+            p.copy_(torch.searchsorted(c.rows.row, r))
+
+
 def rows_in_process(
-    layout: RetainedLayout, index: torch.Tensor, lookup: Callable[[int], tuple[Rows, torch.Tensor] | None]
+    layout: RetainedLayout, index: torch.Tensor, lookup: Callable[[int], StoredChunk | None]
 ) -> VisualTokens:
-    """Rows `index` of `layout` in full from in-process chunks: `lookup(chunk)` gives a chunk's stored rows
-    and alive mask (None: the chunk is gone).
+    """Rows `index` of `layout` in full from in-process chunks (`lookup(chunk)`; None: the chunk is gone).
+
+    The asked rows are grouped by chunk (they already are when `index` ascends: the layout is in time
+    order). Each row is first looked for at its layout slot; per chunk one gather each of identity,
+    embeddings and deepstack writes the output; one comparison of the packed identities with the
+    layout's checks every row. Only the chunks compacted since the layout was read are searched and
+    gathered again.
 
     Raises:
-        RowsGoneError: a row was evicted (or differs) since the layout was read.
+        RowsGoneError: a row was evicted (or differs) since the layout was read; the lowest chunk with a
+            problem is named, as a chunk-by-chunk check would.
     """
     index = index.cpu().to(torch.int64)
-    chunk, row = layout.chunk[index], layout.row[index]
-    picked: list[tuple[torch.Tensor, Rows, torch.Tensor]] = []
-    for number in torch.unique(chunk).tolist():
-        sel = torch.nonzero(chunk == number).flatten()
-        found = lookup(number)
-        if found is None:
-            raise RowsGoneError(f"chunk {number} of stream {layout.stream_id!r} was dropped; read again")
-        rows, alive = found
-        pos = torch.searchsorted(rows.row, row[sel]).clamp_max(max(len(rows) - 1, 0))
-        if len(rows) == 0 or not bool((rows.row[pos] == row[sel]).all() and alive[pos].all()):
-            raise RowsGoneError(
-                f"rows of chunk {number} of stream {layout.stream_id!r} were evicted since the layout was "
-                "read; read the layout again"
-            )
-        check_same(layout, index[sel], rows.tokens.select(pos))
-        picked.append((sel, rows, pos))
-    if not picked:
+    if len(index) == 0:
         return layout.tokens.select(index)  # no rows asked: nothing to fetch
-    first = picked[0][1].tokens
-    n = len(index)
-    embeds = first.embeds.new_empty(n, first.embeds.shape[1])
-    deepstack = (
-        None
-        if first.deepstack is None
-        else first.deepstack.new_empty(first.deepstack.shape[0], n, embeds.shape[1])
-    )
-    for sel, rows, pos in picked:
-        embeds[sel] = rows.tokens.embeds[pos]
+    asked = index
+    chunk = layout.chunk.index_select(0, index)
+    order = None if bool((chunk[1:] >= chunk[:-1]).all()) else torch.argsort(chunk, stable=True)
+    if order is not None:
+        index, chunk = index.index_select(0, order), chunk.index_select(0, order)
+    row = layout.row.index_select(0, index)
+    numbers_t, counts_t = torch.unique_consecutive(chunk, return_counts=True)
+    numbers, counts = numbers_t.tolist(), counts_t.tolist()
+    chunks = [lookup(number) for number in numbers]
+    first = next((c.rows.tokens for c in chunks if c is not None), None)
+    if first is None:
+        raise RowsGoneError(f"chunk {numbers[0]} of stream {layout.stream_id!r} was dropped; read again")
+    stored = torch.tensor([0 if c is None else c.identity.shape[0] for c in chunks])
+    last = torch.repeat_interleave((stored - 1).clamp_min(0), counts_t)
+    pos = torch.minimum(layout.slot.index_select(0, index), last)
+    out = _Gather(first, len(index))
+    out.fill(chunks, pos, counts)
+    found = out.identity[:, 0] == row
+    if not bool(found.all()):  # moved by compaction (or gone): search those chunks by row
+        group = torch.repeat_interleave(torch.arange(len(numbers)), counts_t)
+        moved = set(group[~found].tolist())
+        _search(chunks, pos, row, counts, moved)
+        out.fill(chunks, torch.minimum(pos, last), counts, moved)
+        found = out.identity[:, 0] == row
+    want = _layout_fields(layout, index)
+    differs = _differs(out.identity, want)
+    gone = [c is None for c in chunks]
+    if any(gone) or not bool(found.all()) or bool(differs.any()):
+        _raise_first_problem(layout, numbers, gone, counts, torch.cat([~found[:, None], differs], dim=1))
+    embeds, deepstack = out.embeds, out.deepstack
+    if order is not None:  # back to the asked order
+        embeds = torch.empty_like(embeds).index_copy_(0, order, embeds)
         if deepstack is not None:
-            assert rows.tokens.deepstack is not None
-            deepstack[:, sel] = rows.tokens.deepstack[:, pos]
-    kept = layout.tokens.select(index)
+            deepstack = torch.empty_like(deepstack).index_copy_(1, order, deepstack)
+    kept = want if order is None else _layout_fields(layout, asked)
     return VisualTokens(
         embeds=embeds,
-        frame=kept.frame,
-        time=kept.time,
-        grid=kept.grid,
-        kind=kept.kind,
-        token_id=kept.token_id,
+        frame=kept["frame"],
+        time=kept["time"],
+        grid=kept["grid"],
+        kind=kept["kind"],
+        token_id=kept["token_id"],
         deepstack=deepstack,
-        seconds_per_step=kept.seconds_per_step,
+        seconds_per_step=layout.tokens.seconds_per_step,
     )

@@ -120,6 +120,19 @@ def test_memory_throughput_measures_both_backends(tmp_path):
     assert [r["backend"] for r in rows] == ["local", "redis"]
 
 
+def test_read_rows_times_the_kept_rows_read_against_the_previous_loop(tmp_path):
+    out = run_script(
+        "read_rows.py", "--retained", "2048", "--kept", "256", "--settings", "64:float32,32:bfloat16",
+        "--levels", "3", "--side", "4", "--repeats", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    report = json.loads((tmp_path / "read_rows.json").read_text())
+    settings = [(r["dim"], r["dtype"], r["kept"]) for r in report["rows"]]
+    assert settings == [(64, "float32", 256), (32, "bfloat16", 256)]
+    assert all(r["retained"] == 2048 and r["chunks"] > 1 and r["ratio"] > 0 for r in report["rows"])
+    assert {"device", "torch", "date"} <= set(report["environment"])
+    assert "previous per-chunk loop vs now" in out
+
+
 @pytest.mark.services
 def test_cluster_scaling_serves_more_streams_with_more_agents(tmp_path):
     out = run_script(
