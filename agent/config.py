@@ -75,6 +75,12 @@ class ModelSection(_Section):
     budget: int | None = Field(None, ge=1, title="Visual tokens kept per answer; None: 32 frames' worth")
     max_frames_per_group: int = Field(64, ge=1, le=4096, title="Frames scored together")
     max_new_tokens: int = Field(32, ge=1, le=4096, title="Longest generated answer (tokens)")
+    selector_cache_max_bytes: int | None = Field(
+        None,
+        ge=1,
+        le=1 << 44,
+        title="Device bytes of selector state each stream's cache may hold (scorer lite); None: no limit",
+    )
 
     @field_validator("selector")
     @classmethod
