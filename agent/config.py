@@ -98,6 +98,17 @@ class ModelSection(_Section):
             )
         return selector
 
+    @field_validator("selector_cache_max_bytes")
+    @classmethod
+    def _check_cache_bytes(cls, max_bytes: int | None, info: ValidationInfo) -> int | None:
+        scorer = info.data.get("scorer")
+        if max_bytes is not None and scorer != "lite":
+            raise ValueError(
+                f"the selector cache is only used with model.scorer 'lite' (model.scorer is {scorer!r}); "
+                "set model.scorer: lite or remove model.selector_cache_max_bytes"
+            )
+        return max_bytes
+
 
 class StreamSection(_Section):
     """One camera or recording."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
 from agent.config import AgentConfig, ConfigError
 from agent.config_checks import selector_cache_problem
@@ -156,3 +157,15 @@ def test_a_byte_budget_of_exactly_the_retention_is_accepted():
     assert selector_cache_problem(131_072 * 96, 131_072, 96) is None
     assert selector_cache_problem(131_072 * 96 - 1, 131_072, 96) is not None
     assert selector_cache_problem(None, 131_072, 96) is None
+
+
+def test_a_byte_budget_without_the_lite_scorer_is_refused_with_its_key_path():
+    with pytest.raises(ValidationError) as failure:
+        AgentConfig.model_validate({"model": {"selector_cache_max_bytes": 1 << 30}})
+    assert [(e["loc"], e["msg"]) for e in failure.value.errors()] == [
+        (
+            ("model", "selector_cache_max_bytes"),
+            "Value error, the selector cache is only used with model.scorer 'lite' (model.scorer is "
+            "'reference'); set model.scorer: lite or remove model.selector_cache_max_bytes",
+        )
+    ]
