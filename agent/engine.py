@@ -25,7 +25,7 @@ from flexselect.batch_scoring import score_many
 from flexselect.budget import Scorer, top_k
 from flexselect.config import SelectionConfig, default_budget
 from flexselect.lite.model import LiteSelector, SelectorError
-from flexselect.lite.scorer import LiteScorer, encode_pair
+from flexselect.lite.scorer import LiteScorer, encode_pairs
 from flexselect.lite.tokens import PairedTokens
 from flexselect.pipeline import (
     EvidenceSpan,
@@ -163,8 +163,6 @@ class Engine:
             time_origin=chunk.time_origin,
             fps=chunk.fps,
         )
-        if self.selector is not None:  # the lite path encodes from the frames (`encode_pair`)
-            return PreparedChunk(chunk, PreparedClip(clip=clip))
         return PreparedChunk(chunk, self.adapter.prepare(clip))
 
     def encode(self, chunk: ChunkInput) -> EncodedChunk:
@@ -172,28 +170,19 @@ class Engine:
         return self.encode_batch([self.prepare(chunk)])[0]
 
     def encode_batch(self, prepared: list[PreparedChunk]) -> list[EncodedChunk]:
-        """Vision tower and projector once over all the chunks (of one or many streams; feeding the
-        selector's projector too with `scorer: lite`, one chunk at a time), then the ingest attention of
-        the standing prompts, batched over chunks of one length. Results come back per chunk, in order,
-        each equal to encoding that chunk alone. With `scorer: lite` each chunk also enters its stream's
-        selector cache, so the cache holds the rows handed to the memory."""
+        """Vision tower and projector once over all the chunks (of one or many streams; with
+        `scorer: lite` the tower's features also go through the selector's projector, once for the batch),
+        then the ingest attention of the standing prompts, batched over chunks of one length. Results come
+        back per chunk, in order, each equal to encoding that chunk alone. With `scorer: lite` each chunk
+        also enters its stream's selector cache, so the cache holds the rows handed to the memory."""
         if not prepared:
             return []
+        clips = [p.clip for p in prepared]
+        all_tokens: list[VisualTokens]
         if self.selector is not None:
-            all_tokens: list[VisualTokens] = [
-                encode_pair(
-                    self.selector,
-                    self.adapter,
-                    p.chunk.frames,
-                    p.chunk.times,
-                    frame_offset=p.chunk.frame_offset,
-                    time_origin=p.chunk.time_origin,
-                    fps=p.chunk.fps,
-                )
-                for p in prepared
-            ]
+            all_tokens = list(encode_pairs(self.selector, self.adapter, clips))
         else:
-            all_tokens = self.adapter.encode_prepared([p.clip for p in prepared])
+            all_tokens = self.adapter.encode_prepared(clips)
         if self.tokens_per_frame is None:
             first = all_tokens[0]
             self.tokens_per_frame = len(first) / len(first.frame_ids())  # per temporal step
@@ -211,14 +200,17 @@ class Engine:
         return self.ingest_attention_many([tokens])[0]
 
     def ingest_attention_many(self, tokens: list[VisualTokens]) -> list[torch.Tensor]:
-        """`ingest_attention` of several chunks: with the reference scorer, one decoder pass per standing
-        prompt over all chunks of one length (`flexselect.batch_scoring`)."""
+        """`ingest_attention` of several chunks: one decoder pass per standing prompt over all chunks of one
+        length, of the base model's reference layer (`flexselect.batch_scoring`) or of the selector
+        (`LiteScorer.score_many`)."""
         if self.scorer is None or not self._standing:
             return [torch.ones(len(t), dtype=torch.float32) for t in tokens]
         per_prompt: list[list[torch.Tensor]] = []
         for prompt in self._standing:
             if isinstance(self.scorer, ReferenceScorer):
                 per_prompt.append(score_many(self.scorer, prompt, tokens))
+            elif isinstance(self.scorer, LiteScorer):
+                per_prompt.append(self.scorer.score_many(prompt, tokens))
             else:
                 per_prompt.append([self.scorer.score(prompt, t) for t in tokens])
         return [

@@ -38,7 +38,7 @@ class AnswerResult:
     selection: Selection | None = None
     note: str | None = None  # why the answer did not select (e.g. a full prefill was cheaper)
     # (kept,) the question's attention to the kept tokens at the reference layer in the answer's prefill
-    # (the evidence order; `generate_ranked`), None when nothing was scored
+    # (the evidence order; `generate_ranked`), also when nothing was selected
     kept_scores: torch.Tensor | None = None
 
     @property
@@ -212,19 +212,13 @@ class FlexSelectPipeline:
                 )
         seq = self.adapter.build_sequence(prompt, tokens, keep)
         kept = tokens if keep is None else tokens.select(keep)
-        kept_scores: torch.Tensor | None = None
-        if selection is None:  # nothing was scored: the evidence is every kept token, in time order
-            generated = self.adapter.generate(seq, max_new_tokens=self.max_new_tokens)
-        else:  # ranked by the reference layer in the answer's own prefill, whichever scorer selected
-            layer, aggregation = reference_layer(self.adapter, self.config)
-            generated, kept_scores = generate_ranked(
-                self.adapter,
-                seq,
-                prompt,
-                layer=layer,
-                aggregation=aggregation,
-                max_new_tokens=self.max_new_tokens,
-            )
+        # Ranked by the reference layer in the answer's own prefill, whichever scorer selected, and also when
+        # nothing was selected (no scorer, or a full prefill that is cheaper): evidence points at moments.
+        layer, aggregation = reference_layer(self.adapter, self.config)
+        new_tokens = self.max_new_tokens
+        generated, kept_scores = generate_ranked(
+            self.adapter, seq, prompt, layer=layer, aggregation=aggregation, max_new_tokens=new_tokens
+        )
         timings = {**timer.ms, **generated.timings_ms}
         return AnswerResult(
             answer=generated.text,

@@ -10,6 +10,7 @@ _EXPORTS = {
     "check_compatible": "flexselect.lite.scorer",
     "DecoderShape": "flexselect.lite.config",
     "encode_pair": "flexselect.lite.scorer",
+    "encode_pairs": "flexselect.lite.scorer",
     "encode_with_features": "flexselect.lite.vision",
     "LiteScorer": "flexselect.lite.scorer",
     "LiteSelector": "flexselect.lite.model",

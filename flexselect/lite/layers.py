@@ -63,15 +63,16 @@ def project_qkv(
 def decoder_layer(
     layer: nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, past: LayerKV | None = None
 ) -> tuple[torch.Tensor, LayerKV]:
-    """One Qwen2 decoder layer over new rows `h` (1, n, D) that follow the cached rows `past`.
+    """One Qwen2 decoder layer over new rows `h` (B, n, D) that follow the cached rows `past` (B = 1 with
+    `past`; a fresh pass may stack equal-length sequences as a batch).
 
-    Returns the layer's output (1, n, D) and the new rows' keys and values.
+    Returns the layer's output (B, n, D) and the new rows' keys and values.
     """
     attn = layer.self_attn
     x = layer.input_layernorm(h)
     q, k, v = project_qkv(attn, x, cos, sin, want_q=True, want_v=True)
     assert q is not None and v is not None
-    n = h.shape[1]
+    b, n = h.shape[0], h.shape[1]
     if past is None or len(past) == 0:
         keys, values, mask, causal = k, v, None, True
     else:
@@ -80,8 +81,8 @@ def decoder_layer(
         mask, causal = causal_lower_right(n, keys.shape[2]), False  # all cached rows, then causal
     out = F.scaled_dot_product_attention(
         q, keys, values, attn_mask=mask, is_causal=causal, scale=attn.scaling, enable_gqa=True
-    )  # (1, H, n, hd)
-    h = h + attn.o_proj(out.transpose(1, 2).reshape(1, n, -1))
+    )  # (B, H, n, hd)
+    h = h + attn.o_proj(out.transpose(1, 2).reshape(b, n, -1))
     h = h + layer.mlp(layer.post_attention_layernorm(h))
     return h, LayerKV(k, v)
 

@@ -12,6 +12,7 @@ projector, positions, provenance) and `model.safetensors`; it loads without pick
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -84,12 +85,25 @@ class LiteSelector(nn.Module):
             kind: (N,) `TokenKind` of every row.
             token_id: (N,) base token id of every row (used for markers and newlines).
         """
-        patch = (kind == TokenKind.PATCH).to(self.device)
-        projected = self.projector(features.to(self.device, self.dtype))  # (n_patch, d)
-        if bool(patch.all()):
+        return self.visual_embeds_many([features], [kind], [token_id])[0]
+
+    def visual_embeds_many(
+        self, features: list[torch.Tensor], kinds: list[torch.Tensor], token_ids: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """`visual_embeds` of several spans with ONE projector call over all their patch features (the
+        rows are independent, so each span's rows equal projecting that span alone)."""
+        rows = features[0] if len(features) == 1 else torch.cat(features)
+        projected = self.projector(rows.to(self.device, self.dtype))  # (sum n_patch, d)
+        parts = projected.split([len(f) for f in features])
+        return [self._place(p, k, i) for p, k, i in zip(parts, kinds, token_ids, strict=True)]
+
+    def _place(self, projected: torch.Tensor, kind: torch.Tensor, token_id: torch.Tensor) -> torch.Tensor:
+        """A span's rows: `projected` on its patch rows, the selector's text embeddings elsewhere."""
+        patch = kind == TokenKind.PATCH
+        if bool(patch.all()):  # `kind` is layout metadata (on the CPU from the adapters): no device sync
             return projected
         out = self.embed_ids(token_id.clamp_min(0)).clone()  # (N, d)
-        out[patch] = projected
+        out[patch.to(self.device)] = projected
         return out
 
     # -------------------------------------------------------------------------------------- positions
@@ -98,12 +112,13 @@ class LiteSelector(nn.Module):
         return visual_offsets(self.config.family, tokens, tokens_per_second=self.config.tokens_per_second)
 
     def rope(self, positions: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, sin), each (1, S, head_dim), for positions (3, 1, S) or (1, S)."""
+        """(cos, sin), each (B, S, head_dim), for positions (3, B, S) or (B, S)."""
         return self.decoder.rotary_emb(like, positions.to(self.device))
 
     # -------------------------------------------------------------------------------------- scoring
     def layer_input(self, embeds: torch.Tensor, positions: torch.Tensor) -> LayerInput:
-        """Run layers 0..N-2 over `embeds` (1, S, d); return what enters the last layer's attention."""
+        """Run layers 0..N-2 over `embeds` (B, S, d) at `positions` (3, B, S) or (B, S); return what enters
+        the last layer's attention."""
         cos, sin = self.rope(positions, embeds)
         h = embeds
         for layer in self.layers[:-1]:
@@ -122,24 +137,55 @@ class LiteSelector(nn.Module):
 
         `tokens` supplies the layout metadata (kind, grid, seconds per step) of the same rows.
         """
-        p, t, v = len(prompt.prefix_ids), prompt.query_len, len(tokens)
+        return self.score_embeds_many(prompt, [lite], [tokens], aggregation=aggregation)[0]
+
+    def score_embeds_many(
+        self,
+        prompt: Prompt,
+        lites: list[torch.Tensor],
+        tokens: list[VisualTokens],
+        *,
+        aggregation: str | None = None,
+    ) -> list[torch.Tensor]:
+        """`score_embeds` of several groups (each scored alone, as one group): groups of one length stack
+        into a batch, so layers 0..N-2 run once per length, and each group's question attention is read
+        from its own row. Equal to scoring each alone up to the float order of batched products.
+
+        Returns one (V_i,) float32 tensor per group, in input order.
+        """
+        p, t = len(prompt.prefix_ids), prompt.query_len
         if t == 0:
             raise SelectorError("the prompt has no question tokens after the visual span")
+        by_length: dict[int, list[int]] = defaultdict(list)
+        for i, group in enumerate(tokens):
+            by_length[len(group)].append(i)
+        prefix, suffix = self.embed_ids(prompt.prefix_ids), self.embed_ids(prompt.suffix_ids)
+        how = aggregation or self.config.aggregation
+        scores: dict[int, torch.Tensor] = {}
+        for v, rows in by_length.items():
+            embeds = torch.stack(
+                [torch.cat([prefix, lites[i].to(self.device, self.dtype), suffix]) for i in rows]
+            )
+            positions = torch.cat(
+                [self._positions(p, tokens[i], t) for i in rows], dim=1 if self.config.mrope else 0
+            )  # (3, B, S) or (B, S)
+            layer_input = self.layer_input(embeds, positions)
+            query_rows = torch.arange(p + v, p + v + t, device=self.device)
+            rope = rope_module(self.last.self_attn)
+            for b, i in enumerate(rows):
+                one = LayerInput(
+                    hidden=layer_input.hidden[b : b + 1],
+                    cos=layer_input.cos[b : b + 1],
+                    sin=layer_input.sin[b : b + 1],
+                )
+                probs = question_attention(self.last.self_attn, one, query_rows, rope)
+                scores[i] = aggregate(probs[:, :, p : p + v], how)  # type: ignore[arg-type]
+        return [scores[i] for i in range(len(tokens))]
+
+    def _positions(self, prefix_len: int, tokens: VisualTokens, query_len: int) -> torch.Tensor:
+        """Positions of `[prefix | tokens | question]` in the compact layout: (3, 1, S) or (1, S)."""
         offsets, extent = self.offsets(tokens)
-        positions = sequence_positions(p, offsets, extent, t, mrope=self.config.mrope)
-        embeds = torch.cat(
-            [
-                self.embed_ids(prompt.prefix_ids),
-                lite.to(self.device, self.dtype),
-                self.embed_ids(prompt.suffix_ids),
-            ]
-        )
-        layer_input = self.layer_input(embeds[None], positions)
-        query_rows = torch.arange(p + v, p + v + t, device=self.device)
-        probs = question_attention(
-            self.last.self_attn, layer_input, query_rows, rope_module(self.last.self_attn)
-        )
-        return aggregate(probs[:, :, p : p + v], aggregation or self.config.aggregation)  # type: ignore[arg-type]
+        return sequence_positions(prefix_len, offsets, extent, query_len, mrope=self.config.mrope)
 
     # -------------------------------------------------------------------------------- construction
     @classmethod

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from transformers.vision_utils import get_vision_window_index
 
-from flexselect.adapters.base import VideoLLMAdapter
+from flexselect.adapters.base import PreparedClip, VideoLLMAdapter
 from flexselect.lite.config import ProjectorConfig
 from flexselect.types import TokenKind, VisualTokens
 
@@ -209,16 +209,20 @@ def _copy_overlap(dst: torch.Tensor, src: torch.Tensor) -> None:
 
 
 @contextmanager
-def capture_vision(adapter: VideoLLMAdapter) -> Iterator[dict[str, Any]]:
-    """Record the input of the base projector (and Qwen2.5-VL's grid) while the block runs."""
-    box: dict[str, Any] = {}
+def capture_vision(adapter: VideoLLMAdapter) -> Iterator[dict[str, list[Any]]]:
+    """Record every input of the base projector (and Qwen2.5-VL's grids) while the block runs.
+
+    Yields a box whose "inputs" (and, for Qwen2.5-VL, "grids") lists fill in call order: one entry per
+    vision forward, so a batched tower gives one entry for all its clips, a per-clip tower one per clip.
+    """
+    box: dict[str, list[Any]] = {"inputs": [], "grids": []}
     spec = family_vision(adapter.family)
 
     def take_input(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        box["input"] = args[0] if args else next(iter(kwargs.values()))
+        box["inputs"].append(args[0] if args else next(iter(kwargs.values())))
 
     def take_grid(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        box["grid_thw"] = kwargs["grid_thw"] if "grid_thw" in kwargs else args[1]
+        box["grids"].append(kwargs["grid_thw"] if "grid_thw" in kwargs else args[1])
 
     handles = [spec.hooked(adapter.model).register_forward_pre_hook(take_input, with_kwargs=True)]
     if adapter.family == "qwen2_5_vl":
@@ -228,6 +232,23 @@ def capture_vision(adapter: VideoLLMAdapter) -> Iterator[dict[str, Any]]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+def captured_features(adapter: VideoLLMAdapter, box: dict[str, list[Any]]) -> torch.Tensor:
+    """The selector's per-patch features of everything `capture_vision` recorded, end to end in call
+    order: (n_patch, feature_dim), detached."""
+    if not box["inputs"]:
+        raise RuntimeError(f"the {adapter.family} vision tower never reached its projector; nothing captured")
+    rows = family_vision(adapter.family).features
+    grids = box["grids"] or [None] * len(box["inputs"])
+    parts = [
+        rows(adapter.model, {"input": x, "grid_thw": g}) for x, g in zip(box["inputs"], grids, strict=True)
+    ]
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)).detach()
+
+
+def _patch_count(tokens: VisualTokens) -> int:
+    return int((tokens.kind == TokenKind.PATCH).sum())
 
 
 def encode_with_features(
@@ -241,10 +262,26 @@ def encode_with_features(
     """
     with capture_vision(adapter) as box:
         tokens = adapter.encode(frames, times, **encode_kwargs)
-    if "input" not in box:
-        raise RuntimeError(f"the {adapter.family} vision tower never reached its projector; nothing captured")
-    features = family_vision(adapter.family).features(adapter.model, box)
-    n_patch = int((tokens.kind == TokenKind.PATCH).sum())
-    if features.shape[0] != n_patch:
+    features = captured_features(adapter, box)
+    if features.shape[0] != (n_patch := _patch_count(tokens)):
         raise RuntimeError(f"captured {features.shape[0]} feature rows for {n_patch} patch tokens")
-    return tokens, features.detach()
+    return tokens, features
+
+
+def encode_prepared_with_features(
+    adapter: VideoLLMAdapter, prepared: list[PreparedClip]
+) -> list[tuple[VisualTokens, torch.Tensor]]:
+    """`encode_with_features` of several clips through `adapter.encode_prepared`, so the Qwen families
+    run their vision tower once over all of them; the features captured over the batch are split per clip.
+
+    Returns one (tokens, features) per clip, in order, each equal to encoding that clip alone.
+    """
+    if not prepared:
+        return []
+    with capture_vision(adapter) as box:
+        all_tokens = adapter.encode_prepared(prepared)
+    features = captured_features(adapter, box)
+    counts = [_patch_count(tokens) for tokens in all_tokens]
+    if features.shape[0] != sum(counts):
+        raise RuntimeError(f"captured {features.shape[0]} feature rows for {sum(counts)} patch tokens")
+    return list(zip(all_tokens, features.split(counts), strict=True))

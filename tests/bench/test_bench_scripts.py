@@ -29,31 +29,41 @@ def run_script(name: str, *args: str, timeout: float = 300.0) -> str:
     return done.stdout
 
 
-def test_answer_latency_times_every_method_and_the_cached_selector_is_the_fastest(tmp_path):
-    out = run_script(
-        "answer_latency.py", "--sizes", "4096", "--budget", "128", "--repeats", "2", "--out", str(tmp_path)
-    )
-    rows = json.loads((tmp_path / "answer_latency_tiny.json").read_text())["rows"]
+def test_the_gpu_check_runs_tests_and_both_benchmarks_into_one_folder(tmp_path):
+    # The one-command GPU check at its tiny CPU setting: the same script a GPU run uses, so it cannot rot.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--tiny", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=480,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    summary = (tmp_path / "summary.txt").read_text()
+    for step in ("gpu-tests", "answer-latency", "streams-per-gpu"):
+        assert f"== {step}: exit 0 in" in summary
+    assert "cuda False" in (tmp_path / "environment.txt").read_text()
+    assert (tmp_path / "gpu-tests.xml").stat().st_size > 0
+    _check_answer_latency(tmp_path)
+    _check_streams_per_gpu(tmp_path)
+
+
+def _check_answer_latency(out: Path) -> None:
+    rows = json.loads((out / "answer_latency_tiny.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["full", "reference", "lite", "lite-cached"]
     assert all(r["ttft_ms"] > 0 and r["total_ms"] >= r["ttft_ms"] for r in rows)
     cached = rows[-1]
     assert cached["ingest_ms"] > 0 and cached["select_ms"] < rows[2]["select_ms"]  # lite: a fresh pass
-    assert (tmp_path / "answer_latency_tiny.png").stat().st_size > 0
-    assert "only the ratios mean anything" in out
+    assert (out / "answer_latency_tiny.png").stat().st_size > 0
+    assert "only the ratios mean anything" in (out / "answer-latency.log").read_text()
 
 
-def test_streams_per_gpu_measures_throughput_runs_a_load_and_the_memory_check(tmp_path):
-    out = run_script(
-        "streams_per_gpu.py", "--streams", "1", "--seconds", "6", "--long-media-hours", "0.01",
-        "--out", str(tmp_path),
-    )  # fmt: skip
-    report = json.loads(next(tmp_path.glob("streams_per_gpu*.json")).read_text())
+def _check_streams_per_gpu(out: Path) -> None:
+    report = json.loads(next(out.glob("streams_per_gpu*.json")).read_text())
     assert report["rows"] and report["rows"][0]["streams"] == 1
     assert [r["chunks"] for r in report["throughput"]] == [1, 4]
     assert all(r["vision_stock_fps"] > 0 and r["vision_batched_fps"] > 0 for r in report["throughput"])
     assert report["vision_attention"] == "flexselect_flash_varlen_sdpa"
     assert report["long_run"]["media_hours_covered"] > 0
-    assert "largest sustained load" in out
+    assert "largest sustained load" in (out / "streams-per-gpu.log").read_text()
 
 
 def test_selection_vs_prefill_runs(tmp_path):

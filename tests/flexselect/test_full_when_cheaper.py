@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from flexselect.budget import selection_pays
 from flexselect.config import SelectionConfig
 from flexselect.pipeline import FlexSelectPipeline
@@ -32,3 +35,14 @@ def test_where_selection_pays_the_pipeline_selects(adapter, clip):
     config = SelectionConfig(budget=4, layer=0, full_when_cheaper=True)
     result = FlexSelectPipeline(adapter, scorer, config, max_new_tokens=2).answer_tokens(tokens, QUESTION)
     assert result.note is None and result.selection is not None and result.kept_tokens == 4
+
+
+def test_a_full_prefill_still_ranks_its_evidence_by_the_reference_layer(adapter, clip):
+    tokens = adapter.encode(clip.frames, clip.times)
+    scorer = ReferenceScorer(adapter, layer=adapter.num_layers - 1)
+    config = SelectionConfig(budget=len(tokens) // 2, layer=scorer.layer, full_when_cheaper=True)
+    result = FlexSelectPipeline(adapter, scorer, config, max_new_tokens=2).answer_tokens(tokens, QUESTION)
+    expected = scorer.score(adapter.prompt(QUESTION), tokens).float()
+    assert result.selection is None and result.kept_scores is not None
+    torch.testing.assert_close(result.kept_scores, expected, rtol=1e-4, atol=1e-6)
+    assert result.evidence[0].score == pytest.approx(float(expected.max()), rel=1e-4)

@@ -16,8 +16,17 @@ import pytest
 import torch
 
 from flexselect.adapters import VideoLLMAdapter, adapter_for_model_type
+from flexselect.adapters.base import VideoClip
 from flexselect.config import SelectionConfig
-from flexselect.lite import TINY, LiteScorer, LiteSelector, PairedTokens, SelectorCache, encode_pair
+from flexselect.lite import (
+    TINY,
+    LiteScorer,
+    LiteSelector,
+    PairedTokens,
+    SelectorCache,
+    encode_pair,
+    encode_pairs,
+)
 from flexselect.pipeline import FlexSelectPipeline
 from flexselect.ranking import ReferenceScorer
 from flexselect.tiny import FAMILIES, build_tiny
@@ -94,6 +103,22 @@ def test_lite_scores_fresh_and_cached_on_the_gpu_equal_the_cpu_scores(pair):
     cached = caches[1].score(prompt)
     assert cached.device.type == pair.sel_gpu.device.type
     torch.testing.assert_close(cached.cpu(), caches[0].score(prompt), **CLOSE)
+
+
+def test_batched_lite_encoding_and_scoring_on_the_gpu_equal_the_cpu(pair):
+    halves = [(pair.frames[:4], pair.times[:4], 0), (pair.frames[4:], pair.times[4:], 4)]
+    results = []
+    for adapter, sel in ((pair.cpu, pair.sel_cpu), (pair.gpu, pair.sel_gpu)):
+        clips = [adapter.prepare(VideoClip(f, t, frame_offset=o)) for f, t, o in halves]
+        tokens = encode_pairs(sel, adapter, clips)  # device tokens straight into the selector, as ingest
+        assert all(t.lite.device.type == sel.device.type for t in tokens)
+        results.append((tokens, LiteScorer(sel).score_many(adapter.prompt(QUESTION), tokens)))
+    (a_tokens, a_scores), (b_tokens, b_scores) = results
+    for a, b in zip(a_tokens, b_tokens, strict=True):
+        same_layout(a, b)
+        torch.testing.assert_close(b.lite.cpu(), a.lite, **CLOSE)
+    for a, b in zip(a_scores, b_scores, strict=True):
+        torch.testing.assert_close(b, a, **CLOSE)
 
 
 @pytest.mark.parametrize("scorer", ["reference", "lite"])
