@@ -75,6 +75,12 @@ class ModelSection(_Section):
     budget: int | None = Field(None, ge=1, title="Visual tokens kept per answer; None: 32 frames' worth")
     max_frames_per_group: int = Field(64, ge=1, le=4096, title="Frames scored together")
     max_new_tokens: int = Field(32, ge=1, le=4096, title="Longest generated answer (tokens)")
+    selector_cache_max_bytes: int | None = Field(
+        None,
+        ge=1,
+        le=1 << 44,
+        title="Device bytes of selector state each stream's cache may hold (scorer lite); None: no limit",
+    )
 
     @field_validator("selector")
     @classmethod
@@ -91,6 +97,17 @@ class ModelSection(_Section):
                 "written by `flexselect-agent selector train`); only the toy model ships one"
             )
         return selector
+
+    @field_validator("selector_cache_max_bytes")
+    @classmethod
+    def _check_cache_bytes(cls, max_bytes: int | None, info: ValidationInfo) -> int | None:
+        scorer = info.data.get("scorer")
+        if max_bytes is not None and scorer != "lite":
+            raise ValueError(
+                f"the selector cache is only used with model.scorer 'lite' (model.scorer is {scorer!r}); "
+                "set model.scorer: lite or remove model.selector_cache_max_bytes"
+            )
+        return max_bytes
 
 
 class StreamSection(_Section):

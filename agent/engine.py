@@ -95,7 +95,9 @@ class Engine:
     thread only.
 
     Args:
-        cache_rebuild_share / cache_max_rows / cache_max_bytes: `SelectorCaches` limits (`scorer: lite`).
+        cache_rebuild_share / cache_max_rows / cache_max_bytes: `SelectorCaches` limits (`scorer: lite`);
+            the agent (`agent.runtime.build_engine`) sizes the rows from the memory's retention and the
+            bytes from `model.selector_cache_max_bytes`; the defaults fit the default retention.
 
     Raises:
         ConfigError: with `scorer: lite`, the selector does not load or was not trained for this model.

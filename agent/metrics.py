@@ -37,6 +37,9 @@ class StreamSample:
     memory_bytes: int
     memory_appended: int
     memory_evicted: int
+    selector_cache_clears: int = 0  # `agent.selector_caches.CacheStats` (scorer lite; 0 otherwise)
+    selector_cache_rebuilds: int = 0
+    selector_cache_fresh: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,30 @@ class StateCollector(Collector):
             (
                 _counter("flexselect_memory_evicted_tokens", "Tokens ever evicted", labels),
                 "memory_evicted",
+            ),
+            (
+                _counter(
+                    "flexselect_selector_cache_clears",
+                    "Selector caches cleared at ingest for passing their row or byte limit",
+                    labels,
+                ),
+                "selector_cache_clears",
+            ),
+            (
+                _counter(
+                    "flexselect_selector_cache_rebuilds",
+                    "Selector caches rebuilt from the retained rows at a question",
+                    labels,
+                ),
+                "selector_cache_rebuilds",
+            ),
+            (
+                _counter(
+                    "flexselect_selector_cache_fresh_questions",
+                    "Questions scored by fresh selector passes: the retained rows pass the byte limit",
+                    labels,
+                ),
+                "selector_cache_fresh",
             ),
         ]
         for family, attr in families:

@@ -18,6 +18,7 @@ import torch
 
 from agent.cluster.member import ClusterMember
 from agent.config import AgentConfig, ConfigError, StreamSection, load_config
+from agent.config_checks import selector_cache_problem, selector_cache_rows
 from agent.engine import Engine
 from agent.ingests import Ingests
 from agent.memory import MemoryState, TokenMemory, open_memory
@@ -57,9 +58,27 @@ def build_adapter(config: AgentConfig) -> VideoLLMAdapter:
 
 
 def build_engine(adapter: VideoLLMAdapter, config: AgentConfig, book: WatchBook) -> Engine:
-    """The engine over `adapter`, its standing prompts the config's and then the watches' questions."""
+    """The engine over `adapter`, its standing prompts the config's and then the watches' questions; with
+    `scorer: lite` its selector caches sized for what the memory retains (`selector_cache_rows`).
+
+    Raises:
+        ConfigError: the selector does not load, or `model.selector_cache_max_bytes` cannot hold the
+            rows the memory retains per stream.
+    """
     prompts = [*config.ingest.standing_prompts, *book.questions()]
-    return Engine(adapter, config.model, standing_prompts=prompts)
+    retained = config.memory.retention.max_tokens_per_stream
+    engine = Engine(
+        adapter,
+        config.model,
+        standing_prompts=prompts,
+        cache_max_rows=selector_cache_rows(retained),
+        cache_max_bytes=config.model.selector_cache_max_bytes,
+    )
+    if engine.caches is not None:
+        problem = selector_cache_problem(engine.caches.max_bytes, retained, engine.caches.row_bytes)
+        if problem is not None:
+            raise ConfigError(problem)
+    return engine
 
 
 async def open_parts(

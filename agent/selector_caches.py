@@ -13,6 +13,7 @@ matches tokens by.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,8 @@ from flexselect.lite.model import LiteSelector, SelectorError
 from flexselect.lite.scorer import LiteScorer
 from flexselect.lite.tokens import PairedTokens, layout_of
 from flexselect.types import Prompt, VisualTokens
+
+logger = logging.getLogger(__name__)
 
 
 def _identity(tokens: VisualTokens) -> torch.Tensor:
@@ -122,6 +125,8 @@ class SelectorCaches:
             from a fresh pass as more is dropped; docs/selector.md).
         max_rows: rows a stream's cache may hold between questions; an ingest past it clears the cache
             (rebuilt from the retained rows at the next question), since evictions are only seen at a sync.
+            The agent sets it to twice the memory's retention (`agent.config_checks.selector_cache_rows`).
+            Each clear is counted (`CacheStats.cleared`, exported per stream) and logged as a warning.
         max_bytes: device bytes of selector state a stream's cache may hold (None: no limit; see
             `state_bytes_per_row`). An ingest past it clears the cache; a question whose retained rows
             would need more is scored by fresh selector passes over its groups (the uncached Lite path,
@@ -182,11 +187,27 @@ class SelectorCaches:
         if not isinstance(tokens, PairedTokens):
             raise SelectorError("SelectorCaches.ingest needs PairedTokens (see flexselect.lite.encode_pair)")
         cache = self.cache(stream_id)
-        if len(cache) + len(tokens) > self.max_rows or not self._fits(len(cache) + len(tokens)):
-            cache.clear()
-            self.stats[stream_id].cleared += 1
+        rows = len(cache) + len(tokens)
+        if rows > self.max_rows or not self._fits(rows):
+            self._clear_for_size(stream_id, cache, rows)
             return
         cache.append(_layout_only(tokens))
+
+    def _clear_for_size(self, stream_id: str, cache: SelectorCache, rows: int) -> None:
+        """Clear a cache an ingest would take past its limits, counted and logged: the next question
+        rebuilds it from every retained row, a full selector pass an operator should see."""
+        cache.clear()
+        self.stats[stream_id].cleared += 1
+        budget = "no byte limit" if self.max_bytes is None else f"{self.max_bytes} bytes"
+        logger.warning(
+            "stream %r: selector cache cleared at ingest: %d rows (%d bytes) would pass its limit of %d rows "
+            "(%s); the next question rebuilds it from the retained rows",
+            stream_id,
+            rows,
+            rows * self.row_bytes,
+            self.max_rows,
+            budget,
+        )
 
     def sync(self, stream_id: str, retained: VisualTokens) -> None:
         """Make the stream's cache hold exactly the rows of `retained`: drop the rows no longer retained,

@@ -171,9 +171,11 @@ class AgentFacade:
         memory_ready = app.memory is not None and app.memory.state == MemoryState.READY
         stats = await app.memory.stats() if app.memory is not None else None
         streams = []
+        caches = app.worker.engine.caches if app.worker is not None else None
         for stream_id, ingest in (app.ingests or {}).items():
             h = ingest.health
             s = stats.streams.get(stream_id) if stats else None
+            c = caches.stats.get(stream_id) if caches is not None else None
             streams.append(
                 StreamSample(
                     stream=stream_id,
@@ -188,6 +190,9 @@ class AgentFacade:
                     memory_bytes=s.bytes if s else 0,
                     memory_appended=s.appended if s else 0,
                     memory_evicted=s.evicted if s else 0,
+                    selector_cache_clears=c.cleared if c else 0,
+                    selector_cache_rebuilds=c.rebuilds if c else 0,
+                    selector_cache_fresh=c.fresh if c else 0,
                 )
             )
         queues = {"inflight": app.questions.inflight if app.questions is not None else 0}
