@@ -101,7 +101,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-
 async def fill_memory(tokens: VisualTokens, per_frame: int):
     config = MemoryConfig(
         retention=RetentionConfig(

@@ -175,7 +175,6 @@ async def run_load(
     }
 
 
-
 def chunks_for(n: int, frames: int, side: int, fps: float) -> list[ChunkInput]:
     rng = np.random.default_rng(1)
     return [

@@ -55,9 +55,7 @@ class Qwen25VLAdapter(QwenVideoAdapter):
 
     def visual_positions(self, tokens: VisualTokens, *, compact: bool) -> tuple[torch.Tensor, int]:
         """The original Qwen2.5-VL algorithm: t scaled by seconds per step, text resumes at max + 1."""
-        return qwen2_5_vl_offsets(
-            tokens, float(self.config.vision_config.tokens_per_second), compact=compact
-        )
+        return qwen2_5_vl_offsets(tokens, float(self.config.vision_config.tokens_per_second), compact=compact)
 
 
 def qwen2_5_vl_offsets(

@@ -88,9 +88,15 @@ def test_qwen2_5_vl_7b_vision_geometry_at_448_is_exact_with_one_call_per_layer()
     vision = {**QWEN2_5_VL_7B_VISION, "depth": 2, "intermediate_size": 256, "fullatt_block_indexes": [1]}
     config = Qwen2_5_VLConfig(
         vision_config=vision,
-        text_config={"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "num_key_value_heads": 1, "intermediate_size": 64, "vocab_size": 160,
-                     "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3]}},
+        text_config={
+            "hidden_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "intermediate_size": 64,
+            "vocab_size": 160,
+            "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3]},
+        },
         video_token_id=special_id("<|video_pad|>"),
     )
     config.vision_config._attn_implementation = "sdpa"
