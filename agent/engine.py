@@ -174,7 +174,8 @@ class Engine:
         `scorer: lite` the tower's features also go through the selector's projector, once for the batch),
         then the ingest attention of the standing prompts, batched over chunks of one length. Results come
         back per chunk, in order, each equal to encoding that chunk alone. With `scorer: lite` each chunk
-        also enters its stream's selector cache, so the cache holds the rows handed to the memory."""
+        also enters its stream's selector cache (all chunks' rows through each selector layer together),
+        so the cache holds the rows handed to the memory."""
         if not prepared:
             return []
         clips = [p.clip for p in prepared]
@@ -187,8 +188,9 @@ class Engine:
             first = all_tokens[0]
             self.tokens_per_frame = len(first) / len(first.frame_ids())  # per temporal step
         if self.caches is not None:
-            for p, tokens in zip(prepared, all_tokens, strict=True):
-                self.caches.ingest(p.chunk.stream_id, tokens)
+            self.caches.ingest_many(
+                [(p.chunk.stream_id, tokens) for p, tokens in zip(prepared, all_tokens, strict=True)]
+            )
         attention = self.ingest_attention_many(all_tokens)
         return [
             EncodedChunk(p.chunk.stream_id, _to_cpu(tokens), scores)

@@ -14,12 +14,13 @@ matches tokens by.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from flexselect.budget import frame_groups
-from flexselect.lite.cache import SelectorCache
+from flexselect.lite.cache import PrefixState, SelectorCache, prefix_state, run_extends
 from flexselect.lite.model import LiteSelector, SelectorError
 from flexselect.lite.scorer import LiteScorer
 from flexselect.lite.tokens import PairedTokens, layout_of
@@ -159,6 +160,7 @@ class SelectorCaches:
         self.row_bytes = state_bytes_per_row(selector)
         self.caches: dict[str, SelectorCache] = {}
         self.stats: dict[str, CacheStats] = {}
+        self._prefix: PrefixState | None = None  # shared by every stream's groups
 
     def cache(self, stream_id: str) -> SelectorCache:
         """The stream's cache, created empty on first use."""
@@ -169,9 +171,16 @@ class SelectorCaches:
                 max_group_tokens=self.max_group_tokens,
                 max_group_frames=self.max_group_frames,
                 keep_inputs=False,
+                prefix=self._prefix_state(),
             )
             self.stats[stream_id] = CacheStats()
         return self.caches[stream_id]
+
+    def _prefix_state(self) -> PrefixState:
+        if self._prefix is None:
+            with torch.no_grad():
+                self._prefix = prefix_state(self.selector, self.prefix_ids)
+        return self._prefix
 
     def forget(self, stream_id: str) -> None:
         """Release a stream's cache (e.g. the stream was deleted from the memory)."""
@@ -184,14 +193,42 @@ class SelectorCaches:
         Raises:
             SelectorError: `tokens` carry no selector embeddings.
         """
-        if not isinstance(tokens, PairedTokens):
-            raise SelectorError("SelectorCaches.ingest needs PairedTokens (see flexselect.lite.encode_pair)")
-        cache = self.cache(stream_id)
-        rows = len(cache) + len(tokens)
-        if rows > self.max_rows or not self._fits(rows):
-            self._clear_for_size(stream_id, cache, rows)
-            return
-        cache.append(_layout_only(tokens))
+        self.ingest_many([(stream_id, tokens)])
+
+    def ingest_many(self, chunks: Sequence[tuple[str, VisualTokens]]) -> None:
+        """`ingest` of several chunks, of one or many streams (each stream's in time order), with every
+        selector layer run once per round over all of them: round k takes the k-th chunk of each stream,
+        so one chunk per stream gives one pass. Each cache ends as after ingesting its chunks one by one
+        (up to float rounding), clears for size included.
+
+        Raises:
+            SelectorError: a chunk carries no selector embeddings (then no cache changes).
+        """
+        for _, tokens in chunks:
+            if not isinstance(tokens, PairedTokens):
+                raise SelectorError(
+                    "SelectorCaches.ingest needs PairedTokens (see flexselect.lite.encode_pair)"
+                )
+        pending: dict[str, list[PairedTokens]] = {}
+        rows: dict[str, int] = {}
+        for stream_id, tokens in chunks:
+            cache = self.cache(stream_id)
+            total = rows.get(stream_id, len(cache)) + len(tokens)
+            if total > self.max_rows or not self._fits(total):
+                self._clear_for_size(stream_id, cache, total)  # the chunks before it go with the cache
+                pending[stream_id], rows[stream_id] = [], 0
+                continue
+            assert isinstance(tokens, PairedTokens)
+            pending.setdefault(stream_id, []).append(_layout_only(tokens))
+            rows[stream_id] = total
+        for k in range(max((len(parts) for parts in pending.values()), default=0)):
+            jobs = [
+                job
+                for stream_id, parts in pending.items()
+                if k < len(parts)
+                for job in self.caches[stream_id].plan(parts[k])
+            ]
+            run_extends(self.selector, jobs)
 
     def _clear_for_size(self, stream_id: str, cache: SelectorCache, rows: int) -> None:
         """Clear a cache an ingest would take past its limits, counted and logged: the next question

@@ -20,6 +20,7 @@ from flexselect.lite.layers import (
     batched_question_attention,
     batched_question_layer,
     decoder_layer,
+    decoder_layer_many,
     last_layer_keys,
     question_visibility,
 )
@@ -59,6 +60,28 @@ class CachedGroup:
         return 0 if self.tokens is None else len(self.tokens)
 
 
+@dataclass(frozen=True)
+class PrefixState:
+    """The selector state over the prompt prefix alone, which every group starts from. Shared by groups
+    (and by the caches of all streams with one prefix): tensors are never written in place."""
+
+    past: list[LayerKV]
+    last: LayerKV
+
+
+@dataclass
+class ExtendJob:
+    """One piece of a chunk bound for one group, with its layout computed (see `SelectorCache.plan`)."""
+
+    group: CachedGroup
+    piece: PairedTokens
+    seen: VisualTokens  # the group's layout after the piece
+    offsets: torch.Tensor  # (rows, n) the piece's position offsets from the span start
+    extent: int
+    positions: torch.Tensor  # (3, 1, n) for M-RoPE, else (1, n)
+    keep_inputs: bool  # the group keeps the piece's selector embeddings (else its layout only)
+
+
 @dataclass
 class StackedState:
     """All groups' selector state in one tensor per layer, padded to the longest group (see `stacked`)."""
@@ -92,6 +115,8 @@ class SelectorCache:
         keep_inputs: keep the selector embeddings of appended rows (for `rebuild()` without arguments and
             `tokens`); off, the cache keeps only their layout and a rebuild needs the rows again (the
             agent's caches: the memory holds the embeddings, so the cache keeps no second copy).
+        prefix: the selector state over `prefix_ids` (see `prefix_state`), shared by caches of one prefix;
+            computed on first use when not given.
     """
 
     def __init__(
@@ -102,6 +127,7 @@ class SelectorCache:
         max_group_tokens: int = 16384,
         max_group_frames: int = 64,
         keep_inputs: bool = True,
+        prefix: PrefixState | None = None,
     ) -> None:
         if max_group_tokens < 1 or max_group_frames < 1:
             raise ValueError(
@@ -114,6 +140,7 @@ class SelectorCache:
         self.keep_inputs = keep_inputs
         self.groups: list[CachedGroup] = []
         self._stacked: StackedState | None = None
+        self._prefix = prefix
 
     # ------------------------------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -145,11 +172,19 @@ class SelectorCache:
     @torch.no_grad()
     def append(self, chunk: PairedTokens) -> None:
         """Run a chunk (whole frames, in time order) through the selector into the open group(s)."""
+        run_extends(self.selector, self.plan(chunk))
+
+    @torch.no_grad()
+    def plan(self, chunk: PairedTokens) -> list[ExtendJob]:
+        """Split a chunk into pieces by group, opening the groups it needs, without running the selector:
+        at most one piece per group, so the pieces of several plans (of different streams) can run
+        together (`run_extends`). Run a plan before planning the same cache's next chunk."""
         if not isinstance(chunk, PairedTokens):
             raise SelectorError("SelectorCache.append needs PairedTokens (see flexselect.lite.encode_pair)")
         if len(chunk) == 0:
-            return
+            return []
         self._stacked = None
+        jobs: list[ExtendJob] = []
         frames, counts = torch.unique_consecutive(chunk.frame, return_counts=True)
         start = piece_start = 0
         pending: set[int] = set()  # frames of rows waiting to join the open group
@@ -161,50 +196,37 @@ class SelectorCache:
             group = self.groups[-1] if self.groups else None
             if group is None or not self._fits(group, start - piece_start + count, pending | {frame}):
                 if start > piece_start:
-                    self._extend(self.groups[-1], chunk.select(torch.arange(piece_start, start)))
+                    jobs.append(self._job(self.groups[-1], chunk.select(torch.arange(piece_start, start))))
                 self.groups.append(self._open_group())
                 piece_start, pending = start, set()
             pending.add(frame)
             start += count
-        self._extend(self.groups[-1], chunk.select(torch.arange(piece_start, start)))
+        jobs.append(self._job(self.groups[-1], chunk.select(torch.arange(piece_start, start))))
+        return jobs
 
     def _fits(self, group: CachedGroup, more_tokens: int, more_frames: set[int]) -> bool:
         frames = len(group.frames | more_frames)
         return len(group) + more_tokens <= self.max_group_tokens and frames <= self.max_group_frames
 
+    @torch.no_grad()
+    def prefix_state(self) -> PrefixState:
+        """The selector state over the prompt prefix (computed once, then shared by every new group)."""
+        if self._prefix is None:
+            self._prefix = prefix_state(self.selector, self.prefix_ids)
+        return self._prefix
+
     def _open_group(self) -> CachedGroup:
         """A group holding only the prompt prefix."""
-        sel = self.selector
-        positions = as_position_ids(torch.arange(len(self.prefix_ids)).view(1, -1), mrope=sel.config.mrope)
-        h = sel.embed_ids(self.prefix_ids)[None]
-        cos, sin = sel.rope(positions, h)
-        past = []
-        for layer in sel.layers[:-1]:
-            h, kv = decoder_layer(layer, h, cos, sin)
-            past.append(kv)
-        return CachedGroup(past=past, last=last_layer_keys(sel.last, h, cos, sin))
+        state = self.prefix_state()
+        return CachedGroup(past=list(state.past), last=state.last)
 
-    def _extend(self, group: CachedGroup, piece: PairedTokens) -> None:
-        """Append `piece` to `group`: its rows attend to the group's cached rows and to themselves."""
-        sel = self.selector
-        p = len(self.prefix_ids)
+    def _job(self, group: CachedGroup, piece: PairedTokens) -> ExtendJob:
+        """The layout of `piece` appended to `group`: positions follow every row the group ever held."""
         seen = _metadata(piece) if group.seen is None else VisualTokens.concat([group.seen, _metadata(piece)])
-        offsets, extent = sel.offsets(seen)
+        offsets, extent = self.selector.offsets(seen)
         new = offsets[:, -len(piece) :]  # earlier rows' offsets never change (prefix-stable layouts)
-        positions = as_position_ids(p + new, mrope=sel.config.mrope)
-        assert piece.lite is not None
-        h = piece.lite.to(sel.device, sel.dtype)[None]
-        cos, sin = sel.rope(positions, h)
-        for i, layer in enumerate(sel.layers[:-1]):
-            h, kv = decoder_layer(layer, h, cos, sin, group.past[i])
-            group.past[i] = group.past[i].cat(kv)
-        group.last = group.last.cat(last_layer_keys(sel.last, h, cos, sin))
-        if not self.keep_inputs:  # the layout only: zero-width selector rows
-            piece = PairedTokens.pair(layout_of(piece), piece.lite[:, :0])
-        group.tokens = piece if group.tokens is None else PairedTokens.concat([group.tokens, piece])
-        group.offsets = new if group.offsets is None else torch.cat([group.offsets, new], dim=1)
-        group.seen, group.extent = seen, extent
-        group.frames.update(piece.frame.tolist())
+        positions = as_position_ids(len(self.prefix_ids) + new, mrope=self.selector.config.mrope)
+        return ExtendJob(group, piece, seen, new, extent, positions, self.keep_inputs)
 
     # ---------------------------------------------------------------------------------------- queries
     def stacked(self) -> StackedState:
@@ -326,6 +348,60 @@ class SelectorCache:
         self.clear()
         if tokens is not None:
             self.append(tokens)
+
+
+def prefix_state(selector: LiteSelector, prefix_ids: torch.Tensor) -> PrefixState:
+    """The selector state over a prompt prefix alone (layers 0..N-2 keys and values, last-layer keys)."""
+    positions = as_position_ids(torch.arange(len(prefix_ids)).view(1, -1), mrope=selector.config.mrope)
+    h = selector.embed_ids(prefix_ids.long())[None]
+    cos, sin = selector.rope(positions, h)
+    past = []
+    for layer in selector.layers[:-1]:
+        h, kv = decoder_layer(layer, h, cos, sin)
+        past.append(kv)
+    return PrefixState(past=past, last=last_layer_keys(selector.last, h, cos, sin))
+
+
+@torch.no_grad()
+def run_extends(selector: LiteSelector, jobs: list[ExtendJob]) -> None:
+    """Run planned pieces (each bound for a different group, of one or many streams) through the selector
+    together: each layer's norms, projections and MLP once over all pieces' rows, attention per piece
+    against its group's cached rows; then append each piece's keys and values to its group. The same
+    numbers as running the pieces one at a time, up to float rounding."""
+    if not jobs:
+        return
+    groups = [id(job.group) for job in jobs]
+    if len(set(groups)) != len(groups):
+        raise SelectorError("two pieces bound for one group must run one after the other")
+    lengths = [len(job.piece) for job in jobs]
+    assert all(job.piece.lite is not None for job in jobs)
+    h = torch.cat([job.piece.lite.to(selector.device, selector.dtype) for job in jobs])[None]  # type: ignore[union-attr]
+    positions = torch.cat([job.positions for job in jobs], dim=-1)
+    cos, sin = selector.rope(positions, h)
+    per_job: list[list[LayerKV]] = [[] for _ in jobs]
+    for i, layer in enumerate(selector.layers[:-1]):
+        h, new = decoder_layer_many(layer, h, cos, sin, [job.group.past[i] for job in jobs], lengths)
+        for kvs, kv in zip(per_job, new, strict=True):
+            kvs.append(kv)
+    last = last_layer_keys(selector.last, h, cos, sin)
+    start = 0
+    for job, kvs, n in zip(jobs, per_job, lengths, strict=True):
+        _finish(job, kvs, LayerKV(last.key[:, :, start : start + n]))
+        start += n
+
+
+def _finish(job: ExtendJob, kvs: list[LayerKV], last: LayerKV) -> None:
+    """Append a run piece's keys and values and its rows to its group."""
+    group, piece = job.group, job.piece
+    group.past = [past.cat(kv) for past, kv in zip(group.past, kvs, strict=True)]
+    group.last = group.last.cat(last)
+    if not job.keep_inputs:  # the layout only: zero-width selector rows
+        assert piece.lite is not None
+        piece = PairedTokens.pair(layout_of(piece), piece.lite[:, :0])
+    group.tokens = piece if group.tokens is None else PairedTokens.concat([group.tokens, piece])
+    group.offsets = job.offsets if group.offsets is None else torch.cat([group.offsets, job.offsets], dim=1)
+    group.seen, group.extent = job.seen, job.extent
+    group.frames.update(piece.frame.tolist())
 
 
 class StreamCaches:

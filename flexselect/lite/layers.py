@@ -87,6 +87,51 @@ def decoder_layer(
     return h, LayerKV(k, v)
 
 
+def decoder_layer_many(
+    layer: nn.Module,
+    h: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    pasts: list[LayerKV],
+    lengths: list[int],
+) -> tuple[torch.Tensor, list[LayerKV]]:
+    """`decoder_layer` for several pieces at once, each following its own cached rows: the norms,
+    projections and MLP run once over all pieces' rows; attention runs per piece against its own cache
+    (no padding, so no memory grows with the longest cache).
+
+    Args:
+        h: (1, R, D) the pieces' rows, concatenated in order (R = sum of `lengths`).
+        cos, sin: (1, R, head_dim) rotary tables at each row's position.
+        pasts: each piece's cached rows at this layer (with values).
+        lengths: rows per piece (Python ints: slicing needs no device sync).
+    Returns the layer's output (1, R, D) and each piece's new keys and values.
+    """
+    attn = layer.self_attn
+    x = layer.input_layernorm(h)
+    q, k, v = project_qkv(attn, x, cos, sin, want_q=True, want_v=True)
+    assert q is not None and v is not None
+    outs, new, start = [], [], 0
+    for past, n in zip(pasts, lengths, strict=True):
+        qs, ks, vs = q[:, :, start : start + n], k[:, :, start : start + n], v[:, :, start : start + n]
+        start += n
+        if len(past) == 0:
+            keys, values, mask, causal = ks, vs, None, True
+        else:
+            assert past.value is not None
+            keys, values = torch.cat([past.key, ks], dim=2), torch.cat([past.value, vs], dim=2)
+            mask, causal = causal_lower_right(n, keys.shape[2]), False
+        outs.append(
+            F.scaled_dot_product_attention(
+                qs, keys, values, attn_mask=mask, is_causal=causal, scale=attn.scaling, enable_gqa=True
+            )
+        )
+        new.append(LayerKV(ks, vs))
+    out = torch.cat(outs, dim=2)  # (1, H, R, hd)
+    h = h + attn.o_proj(out.transpose(1, 2).reshape(1, h.shape[1], -1))
+    h = h + layer.mlp(layer.post_attention_layernorm(h))
+    return h, new
+
+
 def last_layer_keys(layer: nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> LayerKV:
     """Keys of rows `h` (1, n, D) entering the last layer: all a cached visual token ever needs there."""
     _, k, _ = project_qkv(layer.self_attn, layer.input_layernorm(h), cos, sin, want_q=False, want_v=False)
