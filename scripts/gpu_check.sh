@@ -14,12 +14,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 model=qwen2.5-vl-7b
 latency_args=()
-streams_args=()
+streams_args=(--time-limit 150)
+ingest_args=()
 if [ "${1:-}" = "--tiny" ]; then
   shift
   model=tiny
   latency_args=(--sizes 4096 --budget 128 --repeats 2)
   streams_args=(--streams 1 --seconds 6 --long-media-hours 0.01)
+  ingest_args=(--streams 1,4 --repeats 2)
 fi
 out=${1:-bench/results/gpu-$(date -u +%Y-%m-%d)}
 mkdir -p "$out"
@@ -51,10 +53,11 @@ if ! "$py" -c "import pytest" 2>/dev/null; then
   echo "pytest is missing for $py: add its wheels (docs/gpu.md)" | tee -a "$out/summary.txt"
   failed=1
 else
-  step gpu-tests 90 "$py" -m pytest -m gpu tests/gpu -q -p no:cacheprovider \
+  step gpu-tests 80 "$py" -m pytest -m gpu tests/gpu -q -p no:cacheprovider \
     --junitxml="$out/gpu-tests.xml"
 fi
 step answer-latency 190 "$py" bench/answer_latency.py --model "$model" "${latency_args[@]}" --out "$out"
-step streams-per-gpu 200 "$py" bench/streams_per_gpu.py --model "$model" "${streams_args[@]}" --out "$out"
+step streams-per-gpu 180 "$py" bench/streams_per_gpu.py --model "$model" "${streams_args[@]}" --out "$out"
+step selector-ingest 30 "$py" bench/selector_ingest.py --model "$model" "${ingest_args[@]}" --out "$out"
 echo "results in $out" | tee -a "$out/summary.txt"
 exit "$failed"

@@ -29,7 +29,7 @@ def run_script(name: str, *args: str, timeout: float = 300.0) -> str:
     return done.stdout
 
 
-def test_the_gpu_check_runs_tests_and_both_benchmarks_into_one_folder(tmp_path):
+def test_the_gpu_check_runs_tests_and_every_gpu_benchmark_into_one_folder(tmp_path):
     # The one-command GPU check at its tiny CPU setting: the same script a GPU run uses, so it cannot rot.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
@@ -38,12 +38,13 @@ def test_the_gpu_check_runs_tests_and_both_benchmarks_into_one_folder(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:]
     summary = (tmp_path / "summary.txt").read_text()
-    for step in ("gpu-tests", "answer-latency", "streams-per-gpu"):
+    for step in ("gpu-tests", "answer-latency", "streams-per-gpu", "selector-ingest"):
         assert f"== {step}: exit 0 in" in summary
     assert "cuda False" in (tmp_path / "environment.txt").read_text()
     assert (tmp_path / "gpu-tests.xml").stat().st_size > 0
     _check_answer_latency(tmp_path)
     _check_streams_per_gpu(tmp_path)
+    _check_selector_ingest(tmp_path)
 
 
 def _check_answer_latency(out: Path) -> None:
@@ -54,6 +55,13 @@ def _check_answer_latency(out: Path) -> None:
     assert cached["ingest_ms"] > 0 and cached["select_ms"] < rows[2]["select_ms"]  # lite: a fresh pass
     assert (out / "answer_latency_tiny.png").stat().st_size > 0
     assert "only the ratios mean anything" in (out / "answer-latency.log").read_text()
+
+
+def _check_selector_ingest(out: Path) -> None:
+    rows = json.loads((out / "selector_ingest_tiny.json").read_text())["rows"]
+    assert [(r["streams"], r["rows"]) for r in rows] == [(1, 64), (4, 256)]
+    assert all(r["one_by_one_ms"] > 0 and r["batched_ms"] > 0 for r in rows)
+    assert all(r["max_score_diff"] <= 1e-5 for r in rows)
 
 
 def _check_streams_per_gpu(out: Path) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from agent.selector_caches import SelectorCaches
 from flexselect.adapters import VideoLLMAdapter, adapter_for_model_type
 from flexselect.adapters.base import VideoClip
 from flexselect.config import SelectionConfig
@@ -103,6 +104,22 @@ def test_lite_scores_fresh_and_cached_on_the_gpu_equal_the_cpu_scores(pair):
     cached = caches[1].score(prompt)
     assert cached.device.type == pair.sel_gpu.device.type
     torch.testing.assert_close(cached.cpu(), caches[0].score(prompt), **CLOSE)
+
+
+def test_selector_caches_of_several_streams_ingest_together_on_the_gpu_as_on_the_cpu(pair):
+    tokens = encode_pair(pair.sel_cpu, pair.cpu, pair.frames, pair.times)  # host rows, as the memory holds
+    prompt = pair.cpu.prompt(QUESTION)
+    ids = torch.unique(tokens.frame)
+    chunks = [tokens.select(torch.isin(tokens.frame, ids[i : i + 2])) for i in range(0, len(ids), 2)]
+    scores = []
+    for sel in (pair.sel_cpu, pair.sel_gpu):
+        caches = SelectorCaches(sel, prompt.prefix_ids, max_group_tokens=1 << 20, max_group_frames=3)
+        for chunk in chunks:  # groups of 3 frames: chunks straddle groups
+            caches.ingest_many([("door", chunk), ("yard", chunk)])
+        scores.append([caches.scores(name, tokens, prompt) for name in ("door", "yard")])
+    for a, b in zip(*scores, strict=True):
+        assert b.device.type == pair.sel_gpu.device.type
+        torch.testing.assert_close(b.cpu(), a, **CLOSE)
 
 
 def test_batched_lite_encoding_and_scoring_on_the_gpu_equal_the_cpu(pair):
