@@ -56,7 +56,8 @@ def build(model: str) -> tuple[VideoLLMAdapter, LiteSelector, int]:
 
 def stream_tokens(selector: LiteSelector, frames: int, per_frame: int, seed: int) -> PairedTokens:
     """`frames` 1 fps frames of `per_frame` tokens laid out as Qwen2.5-VL's (two frames a temporal step),
-    with random selector embeddings on the host (where the memory keeps them) and no base embeddings."""
+    with random selector embeddings on the selector's device (where `encode_pairs` leaves them at ingest)
+    and no base embeddings."""
     g = torch.Generator().manual_seed(seed)
     n = frames * per_frame
     idx = torch.arange(n)
@@ -64,7 +65,7 @@ def stream_tokens(selector: LiteSelector, frames: int, per_frame: int, seed: int
     side = int(per_frame**0.5)
     lite = torch.randn(n, selector.config.decoder.hidden, generator=g) * 0.02
     return PairedTokens(
-        lite=lite.to(selector.dtype),
+        lite=lite.to(selector.device, selector.dtype),
         embeds=torch.empty(n, 0),
         frame=frame,
         time=frame.double(),
