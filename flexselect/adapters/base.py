@@ -7,8 +7,10 @@ Family files only describe what differs: how frames become tokens, where markers
 
 from __future__ import annotations
 
+import itertools
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -73,8 +75,7 @@ class VideoClip:
 
 @dataclass
 class PreparedClip:
-    """A clip after the CPU half of encoding: the processor's pixel inputs (pinned for a CUDA device),
-    or none for families that encode from the frames."""
+    """A clip after the CPU half of encoding: the processor's pixel inputs (pinned for a CUDA device)."""
 
     clip: VideoClip
     inputs: dict[str, torch.Tensor] | None = None
@@ -206,7 +207,6 @@ class VideoLLMAdapter(ABC):
     def processor_inputs(self, frames: np.ndarray, times: np.ndarray) -> dict[str, torch.Tensor]:
         """Pixel inputs for `frames` (T, H, W, 3) uint8 from the model's own video processor."""
 
-    @abstractmethod
     def encode(
         self,
         frames: np.ndarray,
@@ -216,7 +216,8 @@ class VideoLLMAdapter(ABC):
         time_origin: float = 0.0,
         fps: float | None = None,
     ) -> VisualTokens:
-        """Run the vision tower and projector once over `frames`, returning the visual span.
+        """Run the vision tower and projector once over `frames`, returning the visual span: `encode_prepared`
+        of the one clip, so a clip encodes alike alone and in a batch.
 
         Args:
             frames: (T, H, W, 3) uint8 RGB frames.
@@ -226,27 +227,48 @@ class VideoLLMAdapter(ABC):
             fps: the sampling rate the frames were taken at; None estimates it from `times`. Streams pass
                 their configured rate so every chunk gets the same temporal scale despite clock jitter.
         """
+        clip = VideoClip(frames, times, frame_offset=frame_offset, time_origin=time_origin, fps=fps)
+        return self.encode_prepared([self.prepare(clip)])[0]
 
     def prepare(self, clip: VideoClip) -> PreparedClip:
-        """The CPU half of encoding (the video processor's resize and patchify), safe to run off the model
-        thread; on a CUDA adapter the pixels are pinned so `encode_prepared` copies them asynchronously.
-        Families without a batched tower keep the frames for `encode`."""
-        self._check_frames(clip.frames, clip.times)
-        return PreparedClip(clip=clip)
+        """The CPU half of encoding (the video processor's resize and patchify, which checks the frames),
+        safe to run off the model thread; on a CUDA adapter the pixels are pinned so `encode_prepared`
+        copies them asynchronously."""
+        inputs = self.processor_inputs(clip.frames, clip.times)
+        return PreparedClip(clip=clip, inputs={key: self._pinned(value) for key, value in inputs.items()})
 
+    @abstractmethod
     def encode_prepared(self, prepared: list[PreparedClip]) -> list[VisualTokens]:
-        """Encode several clips (of one stream or many); each result equals `encode` of that clip alone.
-        The Qwen families run ONE vision forward over all of them; the others encode one at a time."""
-        return [
-            self.encode(
-                p.clip.frames,
-                p.clip.times,
-                frame_offset=p.clip.frame_offset,
-                time_origin=p.clip.time_origin,
-                fps=p.clip.fps,
-            )
-            for p in prepared
-        ]
+        """Encode several prepared clips (of one stream or many) with ONE vision forward over all their
+        frames (one per run of clips whose frames differ in size); each result equals `encode` of that
+        clip alone."""
+
+    def _prepared_inputs(self, prepared: list[PreparedClip]) -> list[dict[str, torch.Tensor]]:
+        """The processor inputs of prepared clips; `ValueError` for a clip this adapter did not prepare."""
+        inputs = [p.inputs for p in prepared]
+        if any(i is None for i in inputs):
+            raise ValueError("every clip must be prepared by the adapter that encodes it")
+        return inputs  # type: ignore[return-value]
+
+    def _per_frame_forward(
+        self, stacks: list[torch.Tensor], forward: Callable[[torch.Tensor], torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """Each clip's rows of `forward` run over the frames of all clips at once.
+
+        `stacks` are the clips' pixels (F_i, C, H, W); `forward` maps frames (N, C, H, W) on the device to
+        an output whose first dimension is per frame (N, ...), each frame computed on its own, so frames of
+        many clips can share one call. Consecutive clips whose frames share a shape share a call (one call
+        when the processor resizes to a fixed size); calls run in clip order, as the selector's feature
+        capture (`flexselect.lite.vision.capture_vision`) expects.
+        """
+        out: list[torch.Tensor] = []
+        for _, group in itertools.groupby(stacks, key=lambda stack: tuple(stack.shape[1:])):
+            run = list(group)
+            pixels = torch.cat([stack.to(self.device, non_blocking=True) for stack in run])
+            with torch.no_grad():
+                features = forward(pixels.to(self.model.dtype))
+            out.extend(features.split([len(stack) for stack in run]))
+        return out
 
     def _pinned(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in page-locked memory when they are bound for a CUDA device (else unchanged)."""

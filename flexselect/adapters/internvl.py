@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from flexselect.adapters.base import VideoLLMAdapter
+from flexselect.adapters.base import PreparedClip, VideoClip, VideoLLMAdapter
 from flexselect.types import TokenKind, VisualTokens
 
 
@@ -24,21 +24,22 @@ class InternVLAdapter(VideoLLMAdapter):
         out = self.processor.video_processor(videos=[frames], return_tensors="pt")
         return {"pixel_values": out["pixel_values_videos"].flatten(0, 1)}  # (frames, 3, H, W)
 
-    def encode(
-        self,
-        frames: np.ndarray,
-        times: np.ndarray,
-        *,
-        frame_offset: int = 0,
-        time_origin: float = 0.0,
-        fps: float | None = None,
-    ) -> VisualTokens:
-        pixels = self.processor_inputs(frames, times)["pixel_values"]
-        with torch.no_grad():
-            features = self.model.model.get_image_features(
-                pixels.to(self.device, self.model.dtype)
-            ).pooler_output
-        n_frames, per_frame, _ = features.shape  # (frames, tokens per frame, D)
+    def encode_prepared(self, prepared: list[PreparedClip]) -> list[VisualTokens]:
+        """Frames are images encoded each on its own, so all clips' frames run as one batch of images."""
+        if not prepared:
+            return []
+        stacks = [inputs["pixel_values"] for inputs in self._prepared_inputs(prepared)]
+        model = self.model.model
+        per_clip = self._per_frame_forward(
+            stacks, lambda pixels: model.get_image_features(pixels).pooler_output
+        )
+        return [self._tokens(p.clip, features) for p, features in zip(prepared, per_clip, strict=True)]
+
+    def _tokens(self, clip: VideoClip, features: torch.Tensor) -> VisualTokens:
+        """The span of one clip from its frames' features (frames, tokens per frame, D): each frame's label
+        and `<img>`, its tokens, then `</img>`."""
+        frame_offset, times = clip.frame_offset, clip.times
+        n_frames, per_frame, _ = features.shape
         side = round(per_frame**0.5)
         rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
         start_id = self.processor.start_image_token_id

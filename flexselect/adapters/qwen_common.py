@@ -13,7 +13,6 @@ import torch
 from transformers.video_utils import VideoMetadata
 
 from flexselect.adapters.base import AdapterError, PreparedClip, VideoClip, VideoLLMAdapter
-from flexselect.types import VisualTokens
 
 
 def sampled_fps(times: np.ndarray) -> float:
@@ -67,12 +66,10 @@ def batched_pixels(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The pixel rows of several prepared clips end to end on the adapter's device (copied from pinned
     memory without blocking), and their (clips, 3) grids on the CPU, as the tower takes several videos."""
-    inputs = [p.inputs for p in prepared]
-    if any(i is None for i in inputs):
-        raise ValueError("every clip must be prepared by the adapter that encodes it")
+    inputs = adapter._prepared_inputs(prepared)
     device, dtype = adapter.device, adapter.model.dtype
-    pixels = [i["pixel_values_videos"].to(device, non_blocking=True) for i in inputs]  # type: ignore[index]
-    grids = torch.cat([i["video_grid_thw"] for i in inputs])  # type: ignore[index]
+    pixels = [i["pixel_values_videos"].to(device, non_blocking=True) for i in inputs]
+    grids = torch.cat([i["video_grid_thw"] for i in inputs])
     return torch.cat(pixels).to(dtype), grids
 
 
@@ -95,18 +92,6 @@ class QwenVideoAdapter(VideoLLMAdapter):
             return_tensors="pt",
         )
         return {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": out["video_grid_thw"]}
-
-    def encode(
-        self,
-        frames: np.ndarray,
-        times: np.ndarray,
-        *,
-        frame_offset: int = 0,
-        time_origin: float = 0.0,
-        fps: float | None = None,
-    ) -> VisualTokens:
-        clip = VideoClip(frames, times, frame_offset=frame_offset, time_origin=time_origin, fps=fps)
-        return self.encode_prepared([self.prepare(clip)])[0]
 
     def prepare(self, clip: VideoClip) -> PreparedClip:
         return prepare_clip(self, clip)

@@ -26,8 +26,8 @@ def encode_pairs(
     selector: LiteSelector, adapter: VideoLLMAdapter, prepared: list[PreparedClip]
 ) -> list[PairedTokens]:
     """Encode several prepared clips (`adapter.prepare`) at once: the base tower through
-    `adapter.encode_prepared` (one forward over all clips for the Qwen families) and the selector's
-    projector once over all their features. Each result equals `encode_pair` of that clip alone."""
+    `adapter.encode_prepared` (one tower forward over all clips) and the selector's projector once over all
+    their features. Each result equals `encode_pair` of that clip alone."""
     check_compatible(selector, adapter)
     encoded = encode_prepared_with_features(adapter, prepared)
     if not encoded:
