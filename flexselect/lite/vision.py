@@ -213,7 +213,7 @@ def capture_vision(adapter: VideoLLMAdapter) -> Iterator[dict[str, list[Any]]]:
     """Record every input of the base projector (and Qwen2.5-VL's grids) while the block runs.
 
     Yields a box whose "inputs" (and, for Qwen2.5-VL, "grids") lists fill in call order: one entry per
-    vision forward, so a batched tower gives one entry for all its clips, a per-clip tower one per clip.
+    vision forward (one for all the clips of a batch whose frames share a size).
     """
     box: dict[str, list[Any]] = {"inputs": [], "grids": []}
     spec = family_vision(adapter.family)
@@ -271,8 +271,8 @@ def encode_with_features(
 def encode_prepared_with_features(
     adapter: VideoLLMAdapter, prepared: list[PreparedClip]
 ) -> list[tuple[VisualTokens, torch.Tensor]]:
-    """`encode_with_features` of several clips through `adapter.encode_prepared`, so the Qwen families
-    run their vision tower once over all of them; the features captured over the batch are split per clip.
+    """`encode_with_features` of several clips through `adapter.encode_prepared`, so every family runs its
+    vision tower once over all of them; the features captured over the batch are split per clip.
 
     Returns one (tokens, features) per clip, in order, each equal to encoding that clip alone.
     """
