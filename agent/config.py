@@ -81,6 +81,11 @@ class ModelSection(_Section):
         le=1 << 44,
         title="Device bytes of selector state each stream's cache may hold (scorer lite); None: no limit",
     )
+    decode_graphs: bool = Field(
+        False,
+        title="Decode answers by replaying CUDA graphs over a static KV cache (a CUDA device only)",
+        validate_default=True,
+    )
 
     @field_validator("selector")
     @classmethod
@@ -108,6 +113,17 @@ class ModelSection(_Section):
                 "set model.scorer: lite or remove model.selector_cache_max_bytes"
             )
         return max_bytes
+
+    @field_validator("decode_graphs")
+    @classmethod
+    def _check_decode_graphs(cls, graphs: bool, info: ValidationInfo) -> bool:
+        device = info.data.get("device")
+        if graphs and device is not None and not device.startswith("cuda"):
+            raise ValueError(
+                f"model.decode_graphs needs a CUDA device (model.device is {device!r}); "
+                "set model.device: cuda or model.decode_graphs: false"
+            )
+        return graphs
 
 
 class StreamSection(_Section):

@@ -32,7 +32,8 @@ from agent.pictures import Pictures
 from agent.watches import WatchBook
 from agent.worker import ModelWorker
 from common.cancel import stop_task
-from flexselect.adapters import VideoLLMAdapter, load_adapter
+from flexselect.adapters import AdapterError, VideoLLMAdapter, load_adapter
+from flexselect.decoding import StaticDecoder
 
 
 class Servable(Protocol):
@@ -61,9 +62,11 @@ def build_engine(adapter: VideoLLMAdapter, config: AgentConfig, book: WatchBook)
     """The engine over `adapter`, its standing prompts the config's and then the watches' questions; with
     `scorer: lite` its selector caches sized for what the memory retains (`selector_cache_rows`).
 
+    With `model.decode_graphs` the adapter's answers decode by CUDA graph replays (`StaticDecoder`).
+
     Raises:
-        ConfigError: the selector does not load, or `model.selector_cache_max_bytes` cannot hold the
-            rows the memory retains per stream.
+        ConfigError: the selector does not load, `model.selector_cache_max_bytes` cannot hold the rows the
+            memory retains per stream, or `model.decode_graphs` is set for a model not on a CUDA device.
     """
     prompts = [*config.ingest.standing_prompts, *book.questions()]
     retained = config.memory.retention.max_tokens_per_stream
@@ -78,6 +81,11 @@ def build_engine(adapter: VideoLLMAdapter, config: AgentConfig, book: WatchBook)
         problem = selector_cache_problem(engine.caches.max_bytes, retained, engine.caches.row_bytes)
         if problem is not None:
             raise ConfigError(problem)
+    if config.model.decode_graphs:
+        try:
+            StaticDecoder(adapter, graphs=True).attach()
+        except AdapterError as error:
+            raise ConfigError(f"model.decode_graphs: {error}") from error
     return engine
 
 

@@ -16,6 +16,10 @@ and greedy decoding. Full prefill of all N tokens is the baseline where it fits.
   (`agent.kept_rows`), its read is the memory's layout (metadata, no embeddings: `read`) and, after
   selection, the kept rows' embeddings (`read_rows`); every other method reads every retained token.
   `read_mb` is what the memory read per question.
+- `lite-cached-graphs`: `lite-cached` with the answer's decode steps replayed from CUDA graphs over a
+  static KV cache (`flexselect.decoding`, the agent's `model.decode_graphs`); on a CPU the same static
+  steps run without graphs. Its `decode_ms` against `lite-cached`'s is the graphs' effect (the first
+  answer, which captures the graph, is the warm-up run and not counted).
 
 Stage times are medians and p95 over the repeats. On a GPU use `--model qwen2.5-vl-7b` (random weights of
 the published shapes, bf16); on a CPU the tiny configuration runs smaller sizes and only the ratios mean
@@ -40,6 +44,7 @@ from bench.report import environment, plot, table, write_json
 from flexselect.adapters import Qwen25VLAdapter, VideoLLMAdapter
 from flexselect.budget import select, selection_pays, top_k
 from flexselect.config import SelectionConfig
+from flexselect.decoding import StaticDecoder
 from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, SelectorCache
 from flexselect.ranking import ReferenceScorer
 from flexselect.timing import synced_now
@@ -212,7 +217,7 @@ def main() -> None:
         help="repeats of full prefill above 65,536 tokens (slowest row)",
     )
     parser.add_argument("--new-tokens", type=int, default=8)
-    parser.add_argument("--methods", default="full,reference,lite,lite-cached")
+    parser.add_argument("--methods", default="full,reference,lite,lite-cached,lite-cached-graphs")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -222,17 +227,21 @@ def main() -> None:
     adapter, per_frame = build(args.model, max(sizes))  # built once for every size
     selector = build_selector(adapter, args.model)
     budget = args.budget or (7040 if big else 32 * per_frame)
+    graphs = adapter.device.type == "cuda"
+    decoder = StaticDecoder(adapter, graphs=graphs) if "lite-cached-graphs" in methods else None
     rows: list[dict[str, Any]] = []
     warmed: set[str] = set()
     for n in sizes:
         tokens = synthetic_tokens(adapter, n, per_frame, seed=n, selector=selector)
         memory = asyncio.run(fill_memory(tokens, per_frame))
         cache, ingest_ms = None, None
-        if "lite-cached" in methods:
+        if "lite-cached" in methods or "lite-cached-graphs" in methods:
             start = time.perf_counter()
             cache = build_cache(selector, adapter, tokens, per_frame)
             ingest_ms = (synced_now() - start) * 1e3
         for method in methods:
+            adapter.decoder = decoder if method == "lite-cached-graphs" else None
+            cached = method.startswith("lite-cached")
             repeats = args.full_repeats if method == "full" and n > 65_536 else args.repeats
             warm = 0 if method in warmed else 1  # the first run of a method warms its kernels up
             runs: list[dict[str, float]] = []
@@ -240,7 +249,7 @@ def main() -> None:
                 bytes_before = asyncio.run(memory.stats()).bytes_read
                 start = time.perf_counter()
                 rows_of = None
-                if method == "lite-cached":  # the agent's kept-rows read: the layout, then the kept rows
+                if cached:  # the agent's kept-rows read: the layout, then the kept rows
                     layout = asyncio.run(memory.read_layout(["cam"]))["cam"]
                     retained = layout.tokens
 
@@ -254,7 +263,7 @@ def main() -> None:
                 stages = time_answer(
                     adapter,
                     retained,
-                    method,
+                    "lite-cached" if cached else method,
                     budget,
                     args.new_tokens,
                     selector,
@@ -283,7 +292,10 @@ def main() -> None:
                 row[f"{k}_p95_ms"] = percentile([r[k] for r in runs], 0.95)
             row.update(ttft_ms=statistics.median(ttft), ttft_p95_ms=percentile(ttft, 0.95))
             row.update(total_ms=statistics.median(total), total_p95_ms=percentile(total, 0.95))
-            if method == "lite-cached":
+            row["decoder"] = "eager"
+            if method == "lite-cached-graphs":
+                row["decoder"] = "cuda-graphs" if graphs else "static"
+            if cached:
                 row["ingest_ms"] = ingest_ms  # once per token at ingest, not per question
                 assert cache is not None
                 row["state_mb"] = cache.nbytes() / 2**20
@@ -303,6 +315,7 @@ def main() -> None:
         "select_ms",
         "prefill_ms",
         "decode_ms",
+        "decoder",
         "ttft_ms",
         "ttft_p95_ms",
         "build_ms",

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -58,6 +58,15 @@ class _Clock:
         return elapsed
 
 
+class DecodeSteps(Protocol):
+    """Decode steps an adapter can hand its answers to after the prefill (`flexselect.decoding`)."""
+
+    def steps(
+        self, cache: DynamicCache, last_position: torch.Tensor, max_new_tokens: int
+    ) -> Callable[[int], int] | None:
+        """The function from each token to the next after this prefill; None: decode eagerly."""
+
+
 class _StopForward(Exception):
     """Raised by the capture hook so nothing at or above the reference layer runs."""
 
@@ -96,6 +105,7 @@ class VideoLLMAdapter(ABC):
         self.tokenizer = processor.tokenizer
         self.config = model.config
         self.text_config = model.config.get_text_config()
+        self.decoder: DecodeSteps | None = None  # decode steps after the prefill; None: eager steps here
 
     # ----------------------------------------------------------------------------------------- loading
     @classmethod
@@ -412,44 +422,57 @@ class VideoLLMAdapter(ABC):
         return logits.float(), cache
 
     def generate(self, seq: Sequence, *, max_new_tokens: int = 64) -> Answer:
-        """Greedy decoding from the sequence; decode positions continue at last position + 1."""
+        """Greedy decoding from the sequence; decode positions continue at last position + 1. The steps
+        after the prefill run on `self.decoder` where it takes the answer (static cache, CUDA graphs),
+        else eagerly here."""
         if max_new_tokens < 1:
             raise AdapterError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         clock = _Clock(self.device)
         logits, cache = self.prefill(seq)
         prefill_ms = clock.lap()
-        first_logits = logits
         eos = self._eos_ids()
+        last = seq.position_ids[..., -1:]
+        step = None if self.decoder is None else self.decoder.steps(cache, last, max_new_tokens)
+        if step is None:
+            step = self._eager_steps(seq, cache)
         ids: list[int] = []
-        last_pos = seq.position_ids[..., -1:]
-        mask = seq.attention_mask
-        for step in range(max_new_tokens):
-            token = int(logits.argmax())
+        token = int(logits.argmax())
+        for i in range(max_new_tokens):
             if token in eos:
                 break
             ids.append(token)
-            if step == max_new_tokens - 1:
+            if i == max_new_tokens - 1:
                 break
-            last_pos = last_pos + 1
-            mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
-            with torch.no_grad():
-                out = self.text_model(
-                    inputs_embeds=self.embed_ids(torch.tensor([[token]])),
-                    position_ids=last_pos,
-                    attention_mask=mask,
-                    cache=cache,
-                    use_cache=True,
-                )
-                logits = self.model.lm_head(out.last_hidden_state[:, -1])[0].float()
+            token = step(token)
         text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         return Answer(
             text=text,
             token_ids=ids,
             kept_tokens=0,
             total_tokens=0,
-            first_token_logits=first_logits,
+            first_token_logits=logits,
             timings_ms={"prefill": prefill_ms, "generate": clock.lap()},
         )
+
+    def _eager_steps(self, seq: Sequence, cache: DynamicCache) -> Callable[[int], int]:
+        """Decode steps on the prefill's dynamic cache, one forward of the text model per token."""
+        state = {"position": seq.position_ids[..., -1:], "mask": seq.attention_mask}
+
+        def step(token: int) -> int:
+            state["position"] = state["position"] + 1
+            state["mask"] = torch.cat([state["mask"], state["mask"].new_ones(1, 1)], dim=1)
+            with torch.no_grad():
+                out = self.text_model(
+                    inputs_embeds=self.embed_ids(torch.tensor([[token]])),
+                    position_ids=state["position"],
+                    attention_mask=state["mask"],
+                    cache=cache,
+                    use_cache=True,
+                )
+                logits = self.model.lm_head(out.last_hidden_state[:, -1])[0].float()
+            return int(logits.argmax())
+
+        return step
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()

@@ -49,9 +49,10 @@ def test_the_gpu_check_runs_tests_and_every_gpu_benchmark_into_one_folder(tmp_pa
 
 def _check_answer_latency(out: Path) -> None:
     rows = json.loads((out / "answer_latency_tiny.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["full", "reference", "lite", "lite-cached"]
+    assert [r["method"] for r in rows] == ["full", "reference", "lite", "lite-cached", "lite-cached-graphs"]
+    assert [r["decoder"] for r in rows] == ["eager"] * 4 + ["static"]  # no CUDA: static steps, no graphs
     assert all(r["ttft_ms"] > 0 and r["total_ms"] >= r["ttft_ms"] for r in rows)
-    cached = rows[-1]
+    cached = rows[3]
     assert cached["ingest_ms"] > 0 and cached["select_ms"] < rows[2]["select_ms"]  # lite: a fresh pass
     assert (out / "answer_latency_tiny.png").stat().st_size > 0
     assert "only the ratios mean anything" in (out / "answer-latency.log").read_text()

@@ -19,6 +19,7 @@ from agent.selector_caches import SelectorCaches
 from flexselect.adapters import VideoLLMAdapter, adapter_for_model_type
 from flexselect.adapters.base import VideoClip
 from flexselect.config import SelectionConfig
+from flexselect.decoding import StaticDecoder
 from flexselect.lite import (
     TINY,
     LiteScorer,
@@ -120,6 +121,21 @@ def test_selector_caches_of_several_streams_ingest_together_on_the_gpu_as_on_the
     for a, b in zip(*scores, strict=True):
         assert b.device.type == pair.sel_gpu.device.type
         torch.testing.assert_close(b.cpu(), a, **CLOSE)
+
+
+def test_decoding_by_cuda_graph_replays_gives_the_eager_answers_on_the_gpu(pair):
+    adapter = pair.gpu
+    tokens = adapter.encode(pair.frames, pair.times)
+    prompt = adapter.prompt(QUESTION)
+    seqs = [adapter.build_sequence(prompt, tokens, torch.arange(len(tokens) - drop)) for drop in (0, 3)]
+    eager = [adapter.generate(seq, max_new_tokens=10).token_ids for seq in seqs]
+    decoder = StaticDecoder(adapter, graphs=True).attach()
+    try:
+        graphed = [adapter.generate(seq, max_new_tokens=10).token_ids for seq in seqs]
+    finally:
+        adapter.decoder = None
+    assert graphed == eager
+    assert (decoder.captures, decoder.answers) == (1, 2)  # one cache length: one capture, replayed
 
 
 def test_batched_lite_encoding_and_scoring_on_the_gpu_equal_the_cpu(pair):
