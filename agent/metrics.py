@@ -57,6 +57,9 @@ class AgentSample:
     pictures_stored: int = 0
     pictures_evicted: int = 0
     picture_errors: int = 0
+    decode_graph_answers: int = 0  # `flexselect.decoding.StaticDecoder` counters (model.decode_graphs)
+    decode_graph_captures: int = 0
+    decode_graph_too_long: int = 0
 
 
 def _counter(name: str, doc: str, labels: list[str] | None = None) -> CounterMetricFamily:
@@ -118,6 +121,21 @@ class StateCollector(Collector):
         )
         yield CounterMetricFamily(
             "flexselect_picture_errors", "Chunks whose pictures could not be stored", value=s.picture_errors
+        )
+        yield CounterMetricFamily(
+            "flexselect_decode_graph_answers",
+            "Answers decoded by CUDA graph replays (model.decode_graphs)",
+            value=s.decode_graph_answers,
+        )
+        yield CounterMetricFamily(
+            "flexselect_decode_graph_captures",
+            "CUDA graphs captured for decoding (one per cache length in use)",
+            value=s.decode_graph_captures,
+        )
+        yield CounterMetricFamily(
+            "flexselect_decode_graph_too_long",
+            "Answers decoded eagerly because they pass the static cache's longest length",
+            value=s.decode_graph_too_long,
         )
 
     def _streams(self) -> Iterator[Metric]:

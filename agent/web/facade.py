@@ -12,6 +12,7 @@ from agent.memory.thumbnails import PicturesUnavailableError, frame_key
 from agent.metrics import AgentSample, StreamSample
 from agent.mqtt import AnswerMessage, AskRequest, LinkState, WatchEvent, WatchList, WatchSpec
 from agent.web.models import PictureList, PictureRef, StreamView
+from flexselect.decoding import StaticDecoder
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -199,6 +200,8 @@ class AgentFacade:
         if app.worker is not None:
             queues |= {"questions": app.worker.queued_questions, "ingest": app.worker.queued_chunks}
         counters = app.pictures.counters if app.pictures is not None else None
+        decoder = app.worker.engine.adapter.decoder if app.worker is not None else None
+        graphs = decoder if isinstance(decoder, StaticDecoder) else None
         return AgentSample(
             streams=streams,
             queue_depth=queues,
@@ -211,6 +214,9 @@ class AgentFacade:
             pictures_stored=counters.stored if counters else 0,
             pictures_evicted=counters.swept if counters else 0,
             picture_errors=counters.errors if counters else 0,
+            decode_graph_answers=graphs.answers if graphs else 0,
+            decode_graph_captures=graphs.captures if graphs else 0,
+            decode_graph_too_long=graphs.too_long if graphs else 0,
         )
 
     async def metrics(self) -> bytes:

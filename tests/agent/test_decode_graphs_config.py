@@ -1,4 +1,5 @@
-"""`model.decode_graphs`: answers decode by CUDA graph replays, on a CUDA device only, refused otherwise."""
+"""`model.decode_graphs`: answers decode by CUDA graph replays, on a CUDA device only (refused otherwise),
+and the decoder's counters are exported."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from agent.config import AgentConfig, ConfigError, ModelSection
+from agent.metrics import AgentMetrics, AgentSample
 from agent.runtime import build_engine
 from agent.watches import WatchBook, WatchLimits
 from flexselect.adapters import VideoLLMAdapter
@@ -44,3 +47,18 @@ def test_an_engine_without_decode_graphs_decodes_eagerly(adapter: VideoLLMAdapte
     config = AgentConfig.model_validate({"model": {"name": str(model_dir)}})
     build_engine(adapter, config, WatchBook([], WatchLimits()))
     assert adapter.decoder is None
+
+
+def test_the_decoder_counters_are_exported_as_metrics():
+    sample = AgentSample(decode_graph_answers=7, decode_graph_captures=1, decode_graph_too_long=2)
+    families = {f.name: f for f in text_string_to_metric_families(AgentMetrics().render(sample).decode())}
+    exported = {
+        name: [(s.name, s.value) for s in families[name].samples]
+        for name in ("flexselect_decode_graph_answers", "flexselect_decode_graph_captures")
+    }
+    assert exported == {
+        "flexselect_decode_graph_answers": [("flexselect_decode_graph_answers_total", 7.0)],
+        "flexselect_decode_graph_captures": [("flexselect_decode_graph_captures_total", 1.0)],
+    }
+    too_long = families["flexselect_decode_graph_too_long"].samples
+    assert [(s.name, s.value) for s in too_long] == [("flexselect_decode_graph_too_long_total", 2.0)]
