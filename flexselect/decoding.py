@@ -165,7 +165,8 @@ class StaticDecoder:
                 self._forward(slot)
         torch.cuda.current_stream(slot.embeds.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: other threads (the agent's frame preparation pins host memory) may keep calling CUDA
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             slot.token = self._forward(slot)
         slot.graph = graph
         self.captures += 1
