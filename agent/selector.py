@@ -16,7 +16,9 @@ def resolve_selector(name: str | Path) -> Path:
 
 
 def load_selector_for(name: str | Path | None, model: str, adapter: VideoLLMAdapter) -> LiteSelector:
-    """Load selector `name` onto the adapter's device and check it reads this model's vision features.
+    """Load selector `name` onto the adapter's device, in the model's dtype (a bf16 model gets a bf16
+    selector: half the cache memory and the selector's own precision at scoring), and check it reads this
+    model's vision features.
 
     `None` means the shipped toy selector when `model` is "toy".
 
@@ -27,6 +29,6 @@ def load_selector_for(name: str | Path | None, model: str, adapter: VideoLLMAdap
         if model != "toy":
             raise SelectorError("--scorer lite needs --selector DIR: a selector trained for this model")
         name = "toy"
-    selector = LiteSelector.load(resolve_selector(name), device=adapter.device)
+    selector = LiteSelector.load(resolve_selector(name), device=adapter.device, dtype=adapter.model.dtype)
     check_compatible(selector, adapter)
     return selector

@@ -15,7 +15,7 @@ import torch
 from agent.config import ConfigError, ModelSection
 from agent.engine import ChunkInput, Engine, merge_streams
 from agent.memory import MemoryConfig, open_memory
-from flexselect.adapters import VideoLLMAdapter
+from flexselect.adapters import VideoLLMAdapter, load_adapter
 from flexselect.lite import LiteScorer, PairedTokens, SelectorError
 from flexselect.pipeline import evidence_spans
 from flexselect.ranking import score_sequence
@@ -87,6 +87,15 @@ def test_a_lite_engine_refuses_tokens_stored_without_selector_embeddings(engine)
     assert isinstance(paired, PairedTokens)
     with pytest.raises(SelectorError, match=r"streams \['cam'\] were stored without selector embeddings"):
         engine.answer(QUESTION, [("cam", paired.base())], 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_selector_loads_in_the_models_dtype_on_its_device(model_dir, selector_dir, dtype):
+    adapter = load_adapter(model_dir, dtype=dtype)
+    config = ModelSection(name=str(model_dir), scorer="lite", selector=str(selector_dir))
+    engine = Engine(adapter, config, standing_prompts=STANDING)
+    assert engine.selector is not None
+    assert (engine.selector.dtype, engine.selector.device) == (dtype, adapter.device)
 
 
 def test_a_missing_selector_directory_fails_when_the_engine_starts(adapter, model_dir, tmp_path):
