@@ -112,6 +112,7 @@ class CacheStats:
     dropped: int = 0  # rows dropped in step with the memory
     cleared: int = 0  # caches cleared at ingest for exceeding `max_rows` or `max_bytes`
     fresh: int = 0  # questions scored by fresh passes: the retained rows exceed `max_bytes`
+    in_step: int = 0  # syncs that found the cache holding exactly the retained rows, in order (no matching)
 
 
 class SelectorCaches:
@@ -279,9 +280,11 @@ class SelectorCaches:
 
     def _gather(self, stream_id: str, have: torch.Tensor, want: torch.Tensor, prompt: Prompt) -> torch.Tensor:
         """The cache's scores for the rows coded `want`, the cached rows being coded `have`."""
+        scores = self.caches[stream_id].score(prompt)
+        if have is want:  # in step: the cache's order is the retained order
+            return scores
         order = torch.argsort(have)
         position = order[torch.searchsorted(have[order], want)]  # cache row of each retained row
-        scores = self.caches[stream_id].score(prompt)
         return scores[position.to(scores.device)]
 
     def _fits(self, rows: int) -> bool:
@@ -321,6 +324,9 @@ class SelectorCaches:
         when the cache must be rebuilt: a retained row is missing, or a group lost too many rows."""
         cache = self.cache(stream_id)
         have, want = self._codes(cache, retained)
+        if have is want:  # the same rows in the same order: nothing to drop or match
+            self.stats[stream_id].in_step += 1
+            return have, want
         if not bool(torch.isin(want, have).all()):
             return None
         gone = ~torch.isin(have, want)
@@ -348,12 +354,18 @@ class SelectorCaches:
     def _codes(cache: SelectorCache, retained: VisualTokens) -> tuple[torch.Tensor, torch.Tensor]:
         """Integer codes of the cached rows (in cache order) and the retained rows, equal for equal keys.
 
-        Hashed identities (`row_codes`) are checked: where two different rows would share a code, the
-        exact keys (`row_keys`, slow at large sizes) decide instead.
+        When the cache holds exactly the retained rows in their order (no eviction since the last sync:
+        the usual question), one comparison shows it and the same tensor of positions is returned for
+        both, which callers take as "in step". Otherwise hashed identities (`row_codes`) are checked:
+        where two different rows would share a code, the exact keys (`row_keys`, slow at large sizes)
+        decide instead.
         """
         parts = [_identity(g.tokens) for g in cache.groups if g.tokens is not None and len(g)]
         cached = torch.cat(parts) if parts else torch.empty(0, 6, dtype=torch.int64)
         wanted = _identity(retained)
+        if cached.shape == wanted.shape and torch.equal(cached, wanted):
+            positions = torch.arange(len(cached))
+            return positions, positions
         have, want = row_codes(cached), row_codes(wanted)
         if _unique(have) and _unique(want) and _same_rows(have, cached, want, wanted):
             return have, want

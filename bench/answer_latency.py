@@ -20,10 +20,16 @@ and greedy decoding. Full prefill of all N tokens is the baseline where it fits.
   static KV cache (`flexselect.decoding`, the agent's `model.decode_graphs`); on a CPU the same static
   steps run without graphs. Its `decode_ms` against `lite-cached`'s is the graphs' effect (the first
   answer, which captures the graph, is the warm-up run and not counted).
+- `lite-agent`: the agent's own question path (`agent.kept_rows.answer_kept` on an `Engine` with
+  `scorer: lite`, its memory on an event loop of its own, as in the service): the layout read, the
+  synced selector caches' scores (matching the cached rows to the retained ones, then one question pass),
+  top-k, the kept rows' read, and the answer with its evidence ranking (`rank_ms`, after the answer).
+  What `lite-cached` leaves out (the cache matching, the reference layer's capture) shows here.
 
-Stage times are medians and p95 over the repeats. On a GPU use `--model qwen2.5-vl-7b` (random weights of
-the published shapes, bf16); on a CPU the tiny configuration runs smaller sizes and only the ratios mean
-anything.
+Stage times are medians and p95 over the repeats; each size's rows are printed and the JSON rewritten as
+soon as the size is done, so a run cut short keeps what it measured. On a GPU use `--model qwen2.5-vl-7b`
+(random weights of the published shapes, bf16); on a CPU the tiny configuration runs smaller sizes and only
+the ratios mean anything.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +46,9 @@ from typing import Any
 
 import torch
 
+from agent.config import ModelSection
+from agent.engine import Engine
+from agent.kept_rows import KeptRowsStats, QuestionReads, answer_kept
 from agent.memory import MemoryConfig, RetentionConfig, TokenMemory, open_memory
 from agent.memory.base import RetainedLayout
 from bench.report import environment, plot, table, write_json
@@ -51,6 +62,10 @@ from flexselect.timing import synced_now
 from flexselect.types import TokenKind, VisualTokens
 
 QUESTION = "what color was the square that crossed the left side of the loading dock this morning ?"
+COLUMNS = [
+    "tokens", "method", "read_ms", "read_mb", "select_ms", "prefill_ms", "decode_ms", "decoder", "ttft_ms",
+    "ttft_p95_ms", "build_ms", "rank_ms", "total_ms", "speedup_ttft", "ingest_ms", "note",
+]  # fmt: skip
 
 
 def build(model: str, max_tokens: int = 0) -> tuple[VideoLLMAdapter, int]:
@@ -136,6 +151,79 @@ def build_cache(selector: LiteSelector, adapter: VideoLLMAdapter, tokens: Paired
     return cache
 
 
+class AgentPath:
+    """The agent's question path over `tokens`: an `Engine` with `scorer: lite` (the bench's selector,
+    saved and loaded as the agent loads one), its selector cache filled in 8-frame chunks, and a memory
+    on an event loop of its own thread, read through `QuestionReads` as the model worker reads it."""
+
+    def __init__(
+        self,
+        adapter: VideoLLMAdapter,
+        selector: LiteSelector,
+        tokens: PairedTokens,
+        per_frame: int,
+        budget: int,
+        new_tokens: int,
+    ) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.memory = self._wait(fill_memory(tokens, per_frame))
+        self.budget = budget
+        with tempfile.TemporaryDirectory() as directory:
+            selector.save(directory)
+            config = ModelSection(
+                name="bench",
+                scorer="lite",
+                selector=directory,
+                budget=budget,
+                max_new_tokens=new_tokens,
+                max_frames_per_group=64,
+            )
+            self.engine = Engine(adapter, config, standing_prompts=[], cache_max_rows=2 * len(tokens))
+        assert self.engine.caches is not None
+        start = time.perf_counter()
+        chunk = per_frame * 8
+        for first in range(0, len(tokens), chunk):
+            self.engine.caches.ingest(
+                "cam", tokens.select(torch.arange(first, min(len(tokens), first + chunk)))
+            )
+        self.ingest_ms = (synced_now() - start) * 1e3
+
+    def _wait(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def answer(self) -> dict[str, float]:
+        """Stage times (ms) of one question, as `time_answer` names them, plus `rank` and `read_mb`."""
+        bytes_before = self._wait(self.memory.stats()).bytes_read
+        start = time.perf_counter()
+        layout = self._wait(self.memory.read_layout(["cam"]))["cam"]
+        read_ms = (time.perf_counter() - start) * 1e3
+        reads = QuestionReads(self.memory, self.loop, ["cam"], None, None, timeout_s=300.0)
+        stats = KeptRowsStats()
+        start = time.perf_counter()
+        answer = answer_kept(self.engine, QUESTION, [("cam", layout)], self.budget, reads, stats)
+        total_ms = (synced_now() - start) * 1e3
+        if stats.kept != 1:
+            raise RuntimeError(f"the agent path read every row ({stats}): its cache or memory is out of step")
+        t = answer.timings_ms
+        stages = {
+            "read": read_ms + t["read_rows"],
+            "read_mb": (self._wait(self.memory.stats()).bytes_read - bytes_before) / 1e6,
+            "select": t["select"],
+            "prefill": t["prefill"],
+            "decode": t["generate"],
+            "rank": t["rank"],
+        }
+        stages["build"] = total_ms - sum(t[k] for k in ("select", "read_rows", "prefill", "generate", "rank"))
+        return stages
+
+    def close(self) -> None:
+        self._wait(self.memory.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+
+
 def time_answer(
     adapter: VideoLLMAdapter,
     tokens: VisualTokens,
@@ -217,7 +305,7 @@ def main() -> None:
         help="repeats of full prefill above 65,536 tokens (slowest row)",
     )
     parser.add_argument("--new-tokens", type=int, default=8)
-    parser.add_argument("--methods", default="full,reference,lite,lite-cached,lite-cached-graphs")
+    parser.add_argument("--methods", default="full,reference,lite,lite-cached,lite-cached-graphs,lite-agent")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -239,6 +327,9 @@ def main() -> None:
             start = time.perf_counter()
             cache = build_cache(selector, adapter, tokens, per_frame)
             ingest_ms = (synced_now() - start) * 1e3
+        agent = None
+        if "lite-agent" in methods:
+            agent = AgentPath(adapter, selector, tokens, per_frame, budget, args.new_tokens)
         for method in methods:
             adapter.decoder = decoder if method == "lite-cached-graphs" else None
             cached = method.startswith("lite-cached")
@@ -246,6 +337,10 @@ def main() -> None:
             warm = 0 if method in warmed else 1  # the first run of a method warms its kernels up
             runs: list[dict[str, float]] = []
             for _ in range(repeats + warm):
+                if method == "lite-agent":
+                    assert agent is not None
+                    runs.append(agent.answer())
+                    continue
                 bytes_before = asyncio.run(memory.stats()).bytes_read
                 start = time.perf_counter()
                 rows_of = None
@@ -299,40 +394,29 @@ def main() -> None:
                 row["ingest_ms"] = ingest_ms  # once per token at ingest, not per question
                 assert cache is not None
                 row["state_mb"] = cache.nbytes() / 2**20
+            if method == "lite-agent":
+                assert agent is not None and agent.engine.caches is not None
+                row["ingest_ms"] = agent.ingest_ms
+                row["state_mb"] = agent.engine.caches.cache("cam").nbytes() / 2**20
             if fallback:
                 row["note"] = "full prefill: selection cannot pay (full_when_cheaper)"
             rows.append(row)
-    for n in sizes:
+        if agent is not None:
+            agent.close()
         full = next((r for r in rows if r["tokens"] == n and r["method"] == "full" and "ttft_ms" in r), None)
         for r in rows:
             if r["tokens"] == n and full and "ttft_ms" in r:
                 r["speedup_ttft"] = full["ttft_ms"] / r["ttft_ms"]
-    columns = [
-        "tokens",
-        "method",
-        "read_ms",
-        "read_mb",
-        "select_ms",
-        "prefill_ms",
-        "decode_ms",
-        "decoder",
-        "ttft_ms",
-        "ttft_p95_ms",
-        "build_ms",
-        "total_ms",
-        "speedup_ttft",
-        "ingest_ms",
-        "note",
-    ]
+        print(table([r for r in rows if r["tokens"] == n], COLUMNS), flush=True)  # a cut-short run keeps it
+        write_json(args.out / f"answer_latency_{args.model}.json", {"budget": budget, "rows": rows})
     env = environment()
     print(
         f"answer latency, {args.model}, budget {budget}, {args.repeats} repeats (medians; p95 in the JSON); "
         f"{env['device']}"
     )
-    print(table(rows, columns))
+    print(table(rows, COLUMNS))
     if not big:
         print("(CPU, tiny configuration: only the ratios mean anything; on a GPU run --model qwen2.5-vl-7b)")
-    write_json(args.out / f"answer_latency_{args.model}.json", {"budget": budget, "rows": rows})
     series = {
         m: (
             [r["tokens"] for r in rows if r["method"] == m and "ttft_ms" in r],

@@ -124,6 +124,24 @@ async def test_with_nothing_dropped_cached_scores_equal_a_fresh_pass_over_the_sa
     assert caches(engine).stats["cam"].rebuilds == 0 and caches(engine).stats["cam"].dropped == 0
 
 
+async def test_a_question_over_the_rows_the_cache_holds_in_order_needs_no_matching(
+    adapter, model_dir, selector_dir
+):
+    engine = make_engine(adapter, model_dir, selector_dir, cache_rebuild_share=1.0)
+    retention = RetentionConfig(max_tokens_per_stream=20)
+    async with open_memory(MemoryConfig(retention=retention)) as memory:
+        retained = await remember(engine, memory, [0, 4, 8, 12])
+    prompt = engine.adapter.prompt(QUESTION)
+    stats = caches(engine).stats["cam"]
+    matched = caches(engine).scores("cam", retained, prompt)  # after evictions: matched, rows dropped
+    assert (stats.in_step, stats.dropped) == (0, 32 - len(retained))
+    again = caches(engine).scores("cam", retained, prompt)  # nothing evicted since: in step
+    assert stats.in_step == 1 and torch.equal(again, matched)
+    shuffled = torch.randperm(len(retained), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(caches(engine).scores("cam", retained.select(shuffled), prompt), matched[shuffled])
+    assert stats.in_step == 1  # another order is matched, not taken as in step
+
+
 async def test_after_evictions_the_cache_holds_only_retained_rows_and_scores_follow_their_order(
     adapter, model_dir, selector_dir
 ):

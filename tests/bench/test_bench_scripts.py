@@ -49,9 +49,12 @@ def test_the_gpu_check_runs_tests_and_every_gpu_benchmark_into_one_folder(tmp_pa
 
 def _check_answer_latency(out: Path) -> None:
     rows = json.loads((out / "answer_latency_tiny.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["full", "reference", "lite", "lite-cached", "lite-cached-graphs"]
-    assert [r["decoder"] for r in rows] == ["eager"] * 4 + ["static"]  # no CUDA: static steps, no graphs
+    methods = ["full", "reference", "lite", "lite-cached", "lite-cached-graphs", "lite-agent"]
+    assert [r["method"] for r in rows] == methods
+    assert [r["decoder"] for r in rows] == ["eager"] * 4 + ["static", "eager"]  # no CUDA: no graphs
     assert all(r["ttft_ms"] > 0 and r["total_ms"] >= r["ttft_ms"] for r in rows)
+    agent = rows[5]  # the agent's own path reads what lite-cached reads: the layout, then the kept rows
+    assert agent["read_mb"] == rows[3]["read_mb"] and agent["rank_ms"] > 0 and agent["select_ms"] > 0
     cached = rows[3]
     assert cached["ingest_ms"] > 0 and cached["select_ms"] < rows[2]["select_ms"]  # lite: a fresh pass
     assert (out / "answer_latency_tiny.png").stat().st_size > 0
