@@ -24,7 +24,10 @@ and greedy decoding. Full prefill of all N tokens is the baseline where it fits.
   `scorer: lite`, its memory on an event loop of its own, as in the service): the layout read, the
   synced selector caches' scores (matching the cached rows to the retained ones, then one question pass),
   top-k, the kept rows' read, and the answer with its evidence ranking (`rank_ms`, after the answer).
-  What `lite-cached` leaves out (the cache matching, the reference layer's capture) shows here.
+  What `lite-cached` leaves out (the cache matching, the reference layer's capture) shows here. While
+  its memory's thread lives (it has run multi-threaded torch ops), small CPU ops in the measuring thread
+  run about 2.4x slower on the 2-core dev VM, as in the service (model thread beside the event loop), so
+  it is built only for its own runs.
 
 Stage times are medians and p95 over the repeats; each size's rows are printed and the JSON rewritten as
 soon as the size is done, so a run cut short keeps what it measured. On a GPU use `--model qwen2.5-vl-7b`
@@ -328,9 +331,9 @@ def main() -> None:
             cache = build_cache(selector, adapter, tokens, per_frame)
             ingest_ms = (synced_now() - start) * 1e3
         agent = None
-        if "lite-agent" in methods:
-            agent = AgentPath(adapter, selector, tokens, per_frame, budget, args.new_tokens)
         for method in methods:
+            if method == "lite-agent":  # built in its turn, closed after: see the module docstring
+                agent = AgentPath(adapter, selector, tokens, per_frame, budget, args.new_tokens)
             adapter.decoder = decoder if method == "lite-cached-graphs" else None
             cached = method.startswith("lite-cached")
             repeats = args.full_repeats if method == "full" and n > 65_536 else args.repeats
@@ -401,8 +404,9 @@ def main() -> None:
             if fallback:
                 row["note"] = "full prefill: selection cannot pay (full_when_cheaper)"
             rows.append(row)
-        if agent is not None:
-            agent.close()
+            if agent is not None:
+                agent.close()
+                agent = None
         full = next((r for r in rows if r["tokens"] == n and r["method"] == "full" and "ttft_ms" in r), None)
         for r in rows:
             if r["tokens"] == n and full and "ttft_ms" in r:
