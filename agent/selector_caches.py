@@ -264,8 +264,7 @@ class SelectorCaches:
             return torch.empty(0, dtype=torch.float32, device=self.selector.device)
         if not self._fits(len(retained)):
             return self._fresh(stream_id, retained, prompt)
-        have, want = self._sync(stream_id, retained)
-        return self._gather(stream_id, have, want, prompt)
+        return self._gather(stream_id, self._sync(stream_id, retained), prompt)
 
     def synced_scores(self, stream_id: str, retained: VisualTokens, prompt: Prompt) -> torch.Tensor | None:
         """`scores` from the rows' metadata alone (`retained` need not carry selector rows) when the cache
@@ -275,17 +274,13 @@ class SelectorCaches:
         rows it keeps."""
         if len(retained) == 0 or not self._fits(len(retained)):
             return None
-        synced = self._drop_to(stream_id, retained)
-        return None if synced is None else self._gather(stream_id, *synced, prompt)
+        synced, position = self._drop_to(stream_id, retained)
+        return self._gather(stream_id, position, prompt) if synced else None
 
-    def _gather(self, stream_id: str, have: torch.Tensor, want: torch.Tensor, prompt: Prompt) -> torch.Tensor:
-        """The cache's scores for the rows coded `want`, the cached rows being coded `have`."""
+    def _gather(self, stream_id: str, position: torch.Tensor | None, prompt: Prompt) -> torch.Tensor:
+        """The cache's scores at `position` (the cache row of each retained row; None: the same order)."""
         scores = self.caches[stream_id].score(prompt)
-        if have is want:  # in step: the cache's order is the retained order
-            return scores
-        order = torch.argsort(have)
-        position = order[torch.searchsorted(have[order], want)]  # cache row of each retained row
-        return scores[position.to(scores.device)]
+        return scores if position is None else scores[position.to(scores.device)]
 
     def _fits(self, rows: int) -> bool:
         return self.max_bytes is None or rows * self.row_bytes <= self.max_bytes
@@ -308,35 +303,36 @@ class SelectorCaches:
             scores[g] = scorer.score(prompt, retained.select(g))
         return scores.to(self.selector.device)
 
-    def _sync(self, stream_id: str, retained: VisualTokens) -> tuple[torch.Tensor, torch.Tensor]:
-        """`sync`, returning the codes of the cached rows (cache order) and of `retained` afterwards."""
+    def _sync(self, stream_id: str, retained: VisualTokens) -> torch.Tensor | None:
+        """`sync`, returning the cache row of each retained row afterwards (None: the same order)."""
         if not isinstance(retained, PairedTokens):
             raise SelectorError(f"stream {stream_id!r}: retained tokens carry no selector embeddings")
         cache = self.cache(stream_id)
         if len(retained) == 0:
             cache.clear()
-            return torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64)
-        synced = self._drop_to(stream_id, retained)
-        return self._rebuild(stream_id, retained) if synced is None else synced
-
-    def _drop_to(self, stream_id: str, retained: VisualTokens) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Drop the cached rows `retained` lacks and return the codes of `_sync`; None (after the drops)
-        when the cache must be rebuilt: a retained row is missing, or a group lost too many rows."""
-        cache = self.cache(stream_id)
-        have, want = self._codes(cache, retained)
-        if have is want:  # the same rows in the same order: nothing to drop or match
-            self.stats[stream_id].in_step += 1
-            return have, want
-        if not bool(torch.isin(want, have).all()):
             return None
-        gone = ~torch.isin(have, want)
+        synced, position = self._drop_to(stream_id, retained)
+        return position if synced else self._rebuild(stream_id, retained)
+
+    def _drop_to(self, stream_id: str, retained: VisualTokens) -> tuple[bool, torch.Tensor | None]:
+        """Drop the cached rows `retained` lacks; (True, the cache row of each retained row, or None when
+        the cache holds them in their order), or (False, None) when the cache must be rebuilt: a retained
+        row is missing, or a group lost too many rows (the drops are done either way)."""
+        cache = self.cache(stream_id)
+        match = _match(cache, retained)
+        if match is None:
+            return False, None
+        position, gone = match
+        if position is None:  # the same rows in the same order: nothing to drop or match
+            self.stats[stream_id].in_step += 1
+            return True, None
         if bool(gone.any()):
             cache.drop(torch.nonzero(gone).flatten())
             self.stats[stream_id].dropped += int(gone.sum())
-            have = have[~gone]  # the kept rows keep their order
+            position = (torch.cumsum(~gone, 0) - 1)[position]  # the kept rows keep their order
         if self.dropped_share(stream_id) > self.rebuild_share:
-            return None
-        return have, want
+            return False, None
+        return True, position
 
     def dropped_share(self, stream_id: str) -> float:
         """The largest share of a group's rows dropped since the group was built (0.0 without a cache)."""
@@ -344,34 +340,57 @@ class SelectorCaches:
         shares = [1.0 - len(g) / len(g.seen) for g in (cache.groups if cache else []) if g.seen is not None]
         return max(shares, default=0.0)
 
-    def _rebuild(self, stream_id: str, retained: PairedTokens) -> tuple[torch.Tensor, torch.Tensor]:
-        cache = self.caches[stream_id]
-        cache.rebuild(_layout_only(retained))
+    def _rebuild(self, stream_id: str, retained: PairedTokens) -> None:
+        """Recompute the stream's cache from `retained`, which it then holds in their order."""
+        self.caches[stream_id].rebuild(_layout_only(retained))
         self.stats[stream_id].rebuilds += 1
-        return self._codes(cache, retained)
 
-    @staticmethod
-    def _codes(cache: SelectorCache, retained: VisualTokens) -> tuple[torch.Tensor, torch.Tensor]:
-        """Integer codes of the cached rows (in cache order) and the retained rows, equal for equal keys.
 
-        When the cache holds exactly the retained rows in their order (no eviction since the last sync:
-        the usual question), one comparison shows it and the same tensor of positions is returned for
-        both, which callers take as "in step". Otherwise hashed identities (`row_codes`) are checked:
-        where two different rows would share a code, the exact keys (`row_keys`, slow at large sizes)
-        decide instead.
-        """
-        parts = [_identity(g.tokens) for g in cache.groups if g.tokens is not None and len(g)]
-        cached = torch.cat(parts) if parts else torch.empty(0, 6, dtype=torch.int64)
-        wanted = _identity(retained)
-        if cached.shape == wanted.shape and torch.equal(cached, wanted):
-            positions = torch.arange(len(cached))
-            return positions, positions
-        have, want = row_codes(cached), row_codes(wanted)
-        if _unique(have) and _unique(want) and _same_rows(have, cached, want, wanted):
-            return have, want
+def _match(cache: SelectorCache, retained: VisualTokens) -> tuple[torch.Tensor | None, torch.Tensor] | None:
+    """Where each retained row sits in the cache: (position, gone), position (M,) the cache row of each
+    retained row and gone (N,) the cached rows not retained; position None when the cache holds exactly
+    the retained rows in their order (no eviction since the last sync: one comparison shows it). None when
+    a retained row is not cached.
+
+    Rows are matched by identity (`row_keys`: repeated identities first copy to first copy). The usual
+    case, every identity once, takes one hash, one sort and one search, checked against the identities;
+    repeated identities or a hash collision take the exact path (`_exact_match`).
+    """
+    parts = [_identity(g.tokens) for g in cache.groups if g.tokens is not None and len(g)]
+    cached = torch.cat(parts) if parts else torch.empty(0, 6, dtype=torch.int64)
+    wanted = _identity(retained)
+    if cached.shape == wanted.shape and torch.equal(cached, wanted):
+        return None, torch.zeros(len(cached), dtype=torch.bool)
+    if len(cached) == 0:
+        return None if len(wanted) else (torch.empty(0, dtype=torch.int64), torch.zeros(0, dtype=torch.bool))
+    hashed = _hash_rows(cached)
+    order = torch.argsort(hashed)
+    ordered = hashed[order]
+    if bool((ordered[1:] == ordered[:-1]).any()):  # a repeated identity or a collision
+        return _exact_match(cached, wanted)
+    wanted_hash = _hash_rows(wanted)
+    at = torch.searchsorted(ordered, wanted_hash).clamp_max(len(ordered) - 1)
+    if not bool((ordered[at] == wanted_hash).all()):
+        return None  # an identity the cache lacks
+    position = order[at]
+    uses = torch.bincount(position, minlength=len(cached))
+    if not bool((cached[position] == wanted).all()) or bool((uses > 1).any()):
+        return _exact_match(cached, wanted)  # a collision, or a retained identity repeated
+    return position, uses == 0
+
+
+def _exact_match(cached: torch.Tensor, wanted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`_match` by codes of the full keys with their copy ordinals (`row_codes`, checked; `row_keys`
+    where two different rows would share a code)."""
+    have, want = row_codes(cached), row_codes(wanted)
+    if not (_unique(have) and _unique(want) and _same_rows(have, cached, want, wanted)):
         exact = torch.cat([row_keys_of(cached), row_keys_of(wanted)])
         _, codes = torch.unique(exact, dim=0, return_inverse=True)
-        return codes[: len(cached)], codes[len(cached) :]
+        have, want = codes[: len(cached)], codes[len(cached) :]
+    if not bool(torch.isin(want, have).all()):
+        return None
+    order = torch.argsort(have)
+    return order[torch.searchsorted(have[order], want)], ~torch.isin(have, want)
 
 
 def row_keys_of(ident: torch.Tensor) -> torch.Tensor:

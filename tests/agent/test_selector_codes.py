@@ -35,3 +35,36 @@ def test_colliding_codes_fall_back_to_the_exact_keys_with_the_same_scores(monkey
     expected = scores()
     monkeypatch.setattr(caches, "row_codes", lambda ident: torch.zeros(len(ident), dtype=torch.int64))
     assert torch.equal(scores(), expected)
+
+
+def test_colliding_hashes_in_the_one_sort_match_fall_back_to_the_exact_keys(monkeypatch):
+    adapter = tiny_adapter("qwen2_5_vl")
+    selector = tiny_selector(adapter)
+    tokens = paired(selector, adapter, 12)
+    prompt = adapter.prompt(QUESTION)
+    retained = tokens.select(torch.arange(4, len(tokens)))  # the memory evicted the first rows
+
+    def scores() -> tuple[torch.Tensor, int]:
+        stream = SelectorCaches(selector, prompt.prefix_ids, max_group_tokens=16, max_group_frames=64)
+        stream.ingest("cam", tokens)
+        return stream.scores("cam", retained, prompt), stream.stats["cam"].dropped
+
+    expected = scores()
+    assert expected[1] == 4
+    monkeypatch.setattr(caches, "_hash_rows", lambda rows: torch.zeros(len(rows), dtype=torch.int64))
+    collided = scores()
+    assert torch.equal(collided[0], expected[0]) and collided[1] == 4
+
+
+def test_a_retained_row_the_cache_lacks_rebuilds_it_with_the_same_scores():
+    adapter = tiny_adapter("qwen2_5_vl")
+    selector = tiny_selector(adapter)
+    tokens = paired(selector, adapter, 12)
+    prompt = adapter.prompt(QUESTION)
+    stream = SelectorCaches(selector, prompt.prefix_ids, max_group_tokens=16, max_group_frames=64)
+    stream.ingest("cam", tokens.select(torch.arange(8, len(tokens))))  # the cache missed the first rows
+    rebuilt = stream.scores("cam", tokens, prompt)
+    fresh = SelectorCaches(selector, prompt.prefix_ids, max_group_tokens=16, max_group_frames=64)
+    fresh.ingest("cam", tokens)
+    assert stream.stats["cam"].rebuilds == 1
+    assert torch.equal(rebuilt, fresh.scores("cam", tokens, prompt))
