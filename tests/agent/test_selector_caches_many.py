@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-import torch
 
 from agent.selector_caches import SelectorCaches
 from flexselect.lite import SelectorError
 from flexselect.lite.tokens import PairedTokens, layout_of
-from tests.selector.selector_helpers import QUESTION, paired, tiny_adapter, tiny_selector
+from tests.selector.selector_helpers import (
+    QUESTION,
+    counting,
+    frame_chunks,
+    paired,
+    tiny_adapter,
+    tiny_selector,
+)
 
 TOLERANCE = 1e-5
 STREAMS = ["door", "yard", "hall"]
@@ -27,23 +30,12 @@ def world():
 
 def chunks(tokens: PairedTokens) -> list[PairedTokens]:
     """Chunks of two frames each, as a stream delivers them (frames 0-2, 4-6, 8-10)."""
-    ids = torch.unique(tokens.frame)
-    return [tokens.select(torch.isin(tokens.frame, ids[i : i + 2])) for i in range(0, len(ids), 2)]
+    return frame_chunks(tokens, 2)
 
 
 def new_caches(world, **limits: int) -> SelectorCaches:
     prompt, selector, _ = world
     return SelectorCaches(selector, prompt.prefix_ids, max_group_tokens=10_000, max_group_frames=3, **limits)
-
-
-@contextmanager
-def count_calls(module: torch.nn.Module) -> Iterator[list[int]]:
-    calls = [0]
-    handle = module.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    try:
-        yield calls
-    finally:
-        handle.remove()
 
 
 def ingested_one_by_one(world, order: list[tuple[str, int]], **limits: int) -> SelectorCaches:
@@ -74,7 +66,7 @@ def test_each_round_of_a_batch_runs_the_selector_once_whatever_the_number_of_str
     caches.ingest("door", chunks(world[2]["door"])[0])  # warm: the shared prefix pass is done
     batch = [(name, chunks(world[2][name])[k]) for k in (0, 1) for name in ("yard", "hall")]
     batch.append(("door", chunks(world[2]["door"])[1]))
-    with count_calls(world[1].layers[0].self_attn.q_proj) as calls:
+    with counting(world[1].layers[0].self_attn.q_proj) as calls:
         caches.ingest_many(batch)
     assert calls[0] == 2  # round 1: door, yard, hall; round 2: yard, hall
 

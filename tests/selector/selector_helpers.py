@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
 import torch
+from torch import nn
 
 from flexselect.adapters import VideoLLMAdapter, adapter_for_model_type
 from flexselect.lite import TINY, LiteSelector, PairedTokens, encode_pair
@@ -37,3 +40,27 @@ def frames_for(family: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 def paired(selector: LiteSelector, adapter: VideoLLMAdapter, n_frames: int, seed: int = 0) -> PairedTokens:
     frames, times = frames_for(adapter.family, n_frames, seed)
     return encode_pair(selector, adapter, frames, times)
+
+
+def frame_chunks(tokens: PairedTokens, frames_per_chunk: int) -> list[PairedTokens]:
+    """Consecutive chunks of whole frames, as a stream delivers them."""
+    ids = torch.unique(tokens.frame)
+    return [
+        tokens.select(torch.isin(tokens.frame, ids[i : i + frames_per_chunk]))
+        for i in range(0, len(ids), frames_per_chunk)
+    ]
+
+
+@contextmanager
+def counting(module: nn.Module) -> Iterator[list[int]]:
+    """Count the forwards `module` enters inside the block (a pre-hook on the real module)."""
+    calls = [0]
+
+    def count(*_: object) -> None:
+        calls[0] += 1
+
+    handle = module.register_forward_pre_hook(count)
+    try:
+        yield calls
+    finally:
+        handle.remove()

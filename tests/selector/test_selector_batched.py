@@ -3,9 +3,6 @@ pass per prompt and chunk length, and every result equal to encoding or scoring 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 import torch
 from torch import nn
@@ -13,27 +10,12 @@ from torch import nn
 from flexselect.adapters import VideoLLMAdapter
 from flexselect.adapters.base import PreparedClip, VideoClip
 from flexselect.lite import LiteScorer, LiteSelector, PairedTokens, encode_pair, encode_pairs
-from tests.selector.selector_helpers import QUESTION, frames_for, tiny_adapter, tiny_selector
+from tests.selector.selector_helpers import QUESTION, counting, frames_for, tiny_adapter, tiny_selector
 
 FAMILIES = ("qwen2_5_vl", "qwen3_vl", "llava_onevision", "internvl")
 QWEN_FAMILIES = ("qwen2_5_vl", "qwen3_vl")
 FRAMES = (4, 2, 4, 4)  # chunk lengths: two lengths of tokens, three chunks of one length
 CLOSE = {"atol": 1e-6, "rtol": 1e-5}  # as the batched reference ingest tests
-
-
-@contextmanager
-def counting(module: nn.Module) -> Iterator[list[int]]:
-    """Count the forwards `module` enters (a pre-hook on the real module)."""
-    calls = [0]
-
-    def count(*_: object) -> None:
-        calls[0] += 1
-
-    handle = module.register_forward_pre_hook(count)
-    try:
-        yield calls
-    finally:
-        handle.remove()
 
 
 def clips(adapter: VideoLLMAdapter, frames: tuple[int, ...] = FRAMES) -> list[PreparedClip]:

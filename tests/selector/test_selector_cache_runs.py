@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 import torch
 
 from flexselect.lite import SelectorCache, SelectorError
 from flexselect.lite.cache import run_extends
-from flexselect.lite.tokens import PairedTokens
-from tests.selector.selector_helpers import QUESTION, paired, tiny_adapter, tiny_selector
+from tests.selector.selector_helpers import (
+    QUESTION,
+    counting,
+    frame_chunks,
+    paired,
+    tiny_adapter,
+    tiny_selector,
+)
 
 TOLERANCE = 1e-5
 FAMILIES = ["qwen2_5_vl", "qwen3_vl"]
-
-
-def chunks(tokens: PairedTokens, frames_per_chunk: int) -> list[PairedTokens]:
-    """Consecutive chunks of whole frames, as a stream delivers them."""
-    ids = torch.unique(tokens.frame)
-    return [
-        tokens.select(torch.isin(tokens.frame, ids[i : i + frames_per_chunk]))
-        for i in range(0, len(ids), frames_per_chunk)
-    ]
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -42,14 +36,14 @@ def new_cache(world, **limits) -> SelectorCache:
 def one_by_one(world) -> list[SelectorCache]:
     caches = [new_cache(world) for _ in world[2]]
     for cache, tokens in zip(caches, world[2], strict=True):
-        for piece in chunks(tokens, 2):
+        for piece in frame_chunks(tokens, 2):
             cache.append(piece)
     return caches
 
 
 def together(world) -> list[SelectorCache]:
     caches = [new_cache(world) for _ in world[2]]
-    per_stream = [chunks(tokens, 2) for tokens in world[2]]
+    per_stream = [frame_chunks(tokens, 2) for tokens in world[2]]
     for k in range(len(per_stream[0])):
         jobs = [job for cache, parts in zip(caches, per_stream, strict=True) for job in cache.plan(parts[k])]
         run_extends(world[1], jobs)
@@ -84,7 +78,7 @@ def test_caches_filled_together_score_a_question_as_caches_filled_one_by_one(wor
 
 def test_a_chunk_straddling_two_groups_plans_one_piece_for_each(world):
     cache = new_cache(world)
-    first, second, _ = chunks(world[2][0], 2)  # frames (0, 2), (4, 6), (8, 10); groups of 3 frames
+    first, second, _ = frame_chunks(world[2][0], 2)  # frames (0, 2), (4, 6), (8, 10); groups of 3 frames
     cache.append(first)
     jobs = cache.plan(second)
     assert [job.group for job in jobs] == cache.groups
@@ -96,32 +90,21 @@ def test_a_chunk_straddling_two_groups_plans_one_piece_for_each(world):
 
 def test_two_unrun_plans_of_one_cache_are_refused_together(world):
     cache = new_cache(world)
-    first, second, _ = chunks(world[2][0], 2)
+    first, second, _ = frame_chunks(world[2][0], 2)
     jobs = cache.plan(first) + cache.plan(second)
     with pytest.raises(SelectorError, match="one after the other"):
         run_extends(world[1], jobs)
-
-
-@contextmanager
-def count_calls(module: torch.nn.Module) -> Iterator[list[int]]:
-    """Count the module's forward calls inside the block."""
-    calls = [0]
-    handle = module.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    try:
-        yield calls
-    finally:
-        handle.remove()
 
 
 def test_one_round_over_many_streams_runs_each_selector_layer_once(world):
     _, selector, streams = world
     first = new_cache(world)
     caches = [first] + [new_cache(world, prefix=first.prefix_state()) for _ in streams[1:]]
-    per_stream = [chunks(tokens, 2) for tokens in streams]
+    per_stream = [frame_chunks(tokens, 2) for tokens in streams]
     for cache, parts in zip(caches, per_stream, strict=True):
         cache.append(parts[0])
     layer0, last = selector.layers[0].self_attn.q_proj, selector.last.self_attn.k_proj
-    with count_calls(layer0) as calls, count_calls(last) as last_calls:
+    with counting(layer0) as calls, counting(last) as last_calls:
         jobs = [job for cache, parts in zip(caches, per_stream, strict=True) for job in cache.plan(parts[1])]
         run_extends(selector, jobs)
     assert len(jobs) == 6  # each stream's chunk straddles two groups
@@ -130,8 +113,8 @@ def test_one_round_over_many_streams_runs_each_selector_layer_once(world):
 
 def test_groups_share_the_prefix_state_instead_of_recomputing_it(world):
     cache = new_cache(world)
-    with count_calls(world[1].layers[0].self_attn.q_proj) as calls:
-        for piece in chunks(world[2][0], 2):
+    with counting(world[1].layers[0].self_attn.q_proj) as calls:
+        for piece in frame_chunks(world[2][0], 2):
             cache.append(piece)
     assert len(cache.groups) == 2
     assert calls[0] == 1 + 3  # the prefix once, then one pass per chunk
