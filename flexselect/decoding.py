@@ -101,10 +101,11 @@ class StaticDecoder:
         self._load(slot, cache, prefill, last_position)
         self.answers += 1
         written = [prefill]  # the next cache position a step writes
+        table = self.adapter.model.get_input_embeddings().weight  # `embed_ids` without a host-to-device id
 
         @torch.no_grad()
         def step(token: int) -> int:
-            slot.embeds.copy_(self.adapter.embed_ids(torch.tensor([[token]])))
+            slot.embeds[0, 0].copy_(table[token])
             slot.position.add_(1)
             slot.mask[..., written[0]] = 0.0  # the new token sees itself
             written[0] += 1
