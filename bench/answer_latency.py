@@ -124,6 +124,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def eight_frame_chunks(tokens: VisualTokens, per_frame: int) -> list[VisualTokens]:
+    """`tokens` in chunks of 8 frames, as the memory and the selector caches receive them here."""
+    size = per_frame * 8
+    return [tokens.select(torch.arange(s, min(len(tokens), s + size))) for s in range(0, len(tokens), size)]
+
+
 async def fill_memory(tokens: VisualTokens, per_frame: int):
     config = MemoryConfig(
         retention=RetentionConfig(
@@ -135,9 +141,7 @@ async def fill_memory(tokens: VisualTokens, per_frame: int):
     )
     memory = open_memory(config)
     await memory.connect()
-    chunk = per_frame * 8
-    for start in range(0, len(tokens), chunk):
-        part = tokens.select(torch.arange(start, min(len(tokens), start + chunk)))
+    for part in eight_frame_chunks(tokens, per_frame):
         await memory.append("cam", part, torch.ones(len(part)))
     return memory
 
@@ -147,9 +151,7 @@ def build_cache(selector: LiteSelector, adapter: VideoLLMAdapter, tokens: Paired
     cache = SelectorCache(
         selector, adapter.prompt(QUESTION).prefix_ids, max_group_tokens=64 * per_frame, max_group_frames=64
     )
-    chunk = per_frame * 8
-    for start in range(0, len(tokens), chunk):
-        part = tokens.select(torch.arange(start, min(len(tokens), start + chunk)))
+    for part in eight_frame_chunks(tokens, per_frame):
         cache.append(part)
     return cache
 
@@ -186,11 +188,8 @@ class AgentPath:
             self.engine = Engine(adapter, config, standing_prompts=[], cache_max_rows=2 * len(tokens))
         assert self.engine.caches is not None
         start = time.perf_counter()
-        chunk = per_frame * 8
-        for first in range(0, len(tokens), chunk):
-            self.engine.caches.ingest(
-                "cam", tokens.select(torch.arange(first, min(len(tokens), first + chunk)))
-            )
+        for part in eight_frame_chunks(tokens, per_frame):
+            self.engine.caches.ingest("cam", part)
         self.ingest_ms = (synced_now() - start) * 1e3
 
     def _wait(self, coro: Any) -> Any:
