@@ -149,8 +149,9 @@ async def test_pictures_are_evicted_with_their_tokens_and_still_shown_after_a_re
     config = agent_config(TOY_MODEL_DIR, [stream], prefix, memory=memory, pictures={"sweep_every_chunks": 1})
     async with running(config) as app:
         assert app.memory is not None and app.http is not None and app.pictures is not None
-        async with asyncio.timeout(60):
-            while app.ingests["cam"].health.frames < truth.frame_count:
+        health, counters = app.ingests["cam"].health, app.pictures.counters
+        async with asyncio.timeout(60):  # every frame decoded, and the last chunk's pictures stored and swept
+            while health.frames < truth.frame_count or counters.chunks < health.chunks:
                 await asyncio.sleep(0.1)
         retained = (await app.memory.read(["cam"]))["cam"]
         token_frames = {frame_key(t) for t in torch.unique(retained.tokens.time).tolist()}
