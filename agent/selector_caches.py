@@ -7,8 +7,7 @@ agent restart with a persistent memory, a cache cleared for size) is rebuilt fro
 carry the selector's embeddings. The cache is derived state: losing it costs one rebuild, never an answer.
 
 Rows are identified by (frame, grid step, row, col, kind, token id) plus the copy's ordinal among rows with
-that identity (the k-th copy in the cache is the k-th copy retained), the key `agent.memory.survival`
-matches tokens by.
+that identity (the k-th copy in the cache is the k-th copy retained), matched by `agent.row_match`.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from agent.row_match import RowIndex, match
 from flexselect.budget import frame_groups
 from flexselect.lite.cache import PrefixState, SelectorCache, prefix_state, run_extends
 from flexselect.lite.model import LiteSelector, SelectorError
@@ -29,70 +29,15 @@ from flexselect.types import Prompt, VisualTokens
 logger = logging.getLogger(__name__)
 
 
-def _identity(tokens: VisualTokens) -> torch.Tensor:
-    """(N, 6) int64: frame, grid (step, row, col), kind, token id of each row, on the CPU."""
-    return torch.cat(
-        [
-            tokens.frame.reshape(-1, 1).to(torch.int64),
-            tokens.grid.to(torch.int64),
-            tokens.kind.to(torch.int64).reshape(-1, 1),
-            tokens.token_id.reshape(-1, 1).to(torch.int64),
-        ],
-        dim=1,
-    ).cpu()
-
-
-def _ordinals(inverse: torch.Tensor) -> torch.Tensor:
-    """(N,) the k-th appearance (0-based) of each row among rows with the same `inverse` class."""
-    n = len(inverse)
-    order = torch.sort(inverse, stable=True).indices
-    counts = torch.bincount(inverse)
-    starts = torch.cumsum(counts, 0) - counts
-    ordinal = torch.empty(n, dtype=torch.int64)
-    ordinal[order] = torch.arange(n) - starts[inverse[order]]
-    return ordinal
-
-
-def row_keys(tokens: VisualTokens) -> torch.Tensor:
-    """(N, 7) int64 identity of each row: frame, grid (step, row, col), kind, token id, copy ordinal.
-
-    The ordinal numbers the rows that share the first six fields in order of appearance, so keys are
-    unique within `tokens` and duplicates are matched deterministically (first copy to first copy).
-    """
-    ident = _identity(tokens)
-    if len(ident) == 0:
-        return torch.empty(0, 7, dtype=torch.int64)
-    _, inverse = torch.unique(ident, dim=0, return_inverse=True)
-    return torch.cat([ident, _ordinals(inverse).view(-1, 1)], dim=1)
-
-
-_MIX = 0x100000001B3  # the 64-bit FNV prime: multiply-xor mixing of the identity columns (wraps in int64)
-
-
-def _hash_rows(columns: torch.Tensor) -> torch.Tensor:
-    """(N,) int64 hash of each row of `columns` (N, C) int64."""
-    h = torch.full((len(columns),), -3750763034362895579, dtype=torch.int64)  # the FNV offset basis
-    for c in range(columns.shape[1]):
-        h = (h ^ columns[:, c]) * _MIX
-    return h
-
-
-def row_codes(ident: torch.Tensor) -> torch.Tensor:
-    """(N,) int64 code of each row's `row_keys` identity, from its (N, 6) `_identity`: a hash of the six
-    fields and the copy ordinal. One-dimensional, so matching 131k rows costs milliseconds, not the
-    seconds `torch.unique(dim=0)` takes; equal keys give equal codes, and callers verify the match
-    (`SelectorCaches._codes`), so a hash collision costs time, never a wrong score."""
-    if len(ident) == 0:
-        return torch.empty(0, dtype=torch.int64)
-    h = _hash_rows(ident)
-    _, inverse = torch.unique(h, return_inverse=True)
-    return _hash_rows(torch.stack([h, _ordinals(inverse)], dim=1))
-
-
 def _layout_only(tokens: PairedTokens) -> PairedTokens:
     """`tokens` without the base model's embeddings (the memory holds those): layout and selector rows."""
     assert tokens.lite is not None
     return PairedTokens.pair(layout_of(tokens), tokens.lite.detach())
+
+
+def _parts(cache: SelectorCache) -> list[VisualTokens]:
+    """The cache's rows, one part per non-empty group, in order."""
+    return [g.tokens for g in cache.groups if g.tokens is not None and len(g)]
 
 
 def state_bytes_per_row(selector: LiteSelector) -> int:
@@ -161,6 +106,7 @@ class SelectorCaches:
         self.row_bytes = state_bytes_per_row(selector)
         self.caches: dict[str, SelectorCache] = {}
         self.stats: dict[str, CacheStats] = {}
+        self._rows: dict[str, RowIndex] = {}  # each cache's row identities, for matching at a question
         self._prefix: PrefixState | None = None  # shared by every stream's groups
 
     def cache(self, stream_id: str) -> SelectorCache:
@@ -175,6 +121,7 @@ class SelectorCaches:
                 prefix=self._prefix_state(),
             )
             self.stats[stream_id] = CacheStats()
+            self._rows[stream_id] = RowIndex()
         return self.caches[stream_id]
 
     def _prefix_state(self) -> PrefixState:
@@ -187,6 +134,7 @@ class SelectorCaches:
         """Release a stream's cache (e.g. the stream was deleted from the memory)."""
         self.caches.pop(stream_id, None)
         self.stats.pop(stream_id, None)
+        self._rows.pop(stream_id, None)
 
     def ingest(self, stream_id: str, tokens: VisualTokens) -> None:
         """Run a freshly encoded chunk (whole frames, after every earlier chunk) into the stream's cache.
@@ -318,16 +266,18 @@ class SelectorCaches:
         """Drop the cached rows `retained` lacks; (True, the cache row of each retained row, or None when
         the cache holds them in their order), or (False, None) when the cache must be rebuilt: a retained
         row is missing, or a group lost too many rows (the drops are done either way)."""
-        cache = self.cache(stream_id)
-        match = _match(cache, retained)
-        if match is None:
+        cache, index = self.cache(stream_id), self._rows[stream_id]
+        rows = index.rows(_parts(cache))
+        found = match(rows, retained)
+        if found is None:
             return False, None
-        position, gone = match
+        position, gone = found
         if position is None:  # the same rows in the same order: nothing to drop or match
             self.stats[stream_id].in_step += 1
             return True, None
         if bool(gone.any()):
             cache.drop(torch.nonzero(gone).flatten())
+            index.after_drop(_parts(cache), rows, gone)
             self.stats[stream_id].dropped += int(gone.sum())
             position = (torch.cumsum(~gone, 0) - 1)[position]  # the kept rows keep their order
         if self.dropped_share(stream_id) > self.rebuild_share:
@@ -344,74 +294,3 @@ class SelectorCaches:
         """Recompute the stream's cache from `retained`, which it then holds in their order."""
         self.caches[stream_id].rebuild(_layout_only(retained))
         self.stats[stream_id].rebuilds += 1
-
-
-def _match(cache: SelectorCache, retained: VisualTokens) -> tuple[torch.Tensor | None, torch.Tensor] | None:
-    """Where each retained row sits in the cache: (position, gone), position (M,) the cache row of each
-    retained row and gone (N,) the cached rows not retained; position None when the cache holds exactly
-    the retained rows in their order (no eviction since the last sync: one comparison shows it). None when
-    a retained row is not cached.
-
-    Rows are matched by identity (`row_keys`: repeated identities first copy to first copy). The usual
-    case, every identity once, takes one hash, one sort and one search, checked against the identities;
-    repeated identities or a hash collision take the exact path (`_exact_match`).
-    """
-    parts = [_identity(g.tokens) for g in cache.groups if g.tokens is not None and len(g)]
-    cached = torch.cat(parts) if parts else torch.empty(0, 6, dtype=torch.int64)
-    wanted = _identity(retained)
-    if cached.shape == wanted.shape and torch.equal(cached, wanted):
-        return None, torch.zeros(len(cached), dtype=torch.bool)
-    if len(cached) == 0:
-        return None if len(wanted) else (torch.empty(0, dtype=torch.int64), torch.zeros(0, dtype=torch.bool))
-    hashed = _hash_rows(cached)
-    order = torch.argsort(hashed)
-    ordered = hashed[order]
-    if bool((ordered[1:] == ordered[:-1]).any()):  # a repeated identity or a collision
-        return _exact_match(cached, wanted)
-    wanted_hash = _hash_rows(wanted)
-    at = torch.searchsorted(ordered, wanted_hash).clamp_max(len(ordered) - 1)
-    if not bool((ordered[at] == wanted_hash).all()):
-        return None  # an identity the cache lacks
-    position = order[at]
-    uses = torch.bincount(position, minlength=len(cached))
-    if not bool((cached[position] == wanted).all()) or bool((uses > 1).any()):
-        return _exact_match(cached, wanted)  # a collision, or a retained identity repeated
-    return position, uses == 0
-
-
-def _exact_match(cached: torch.Tensor, wanted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """`_match` by codes of the full keys with their copy ordinals (`row_codes`, checked; `row_keys`
-    where two different rows would share a code)."""
-    have, want = row_codes(cached), row_codes(wanted)
-    if not (_unique(have) and _unique(want) and _same_rows(have, cached, want, wanted)):
-        exact = torch.cat([row_keys_of(cached), row_keys_of(wanted)])
-        _, codes = torch.unique(exact, dim=0, return_inverse=True)
-        have, want = codes[: len(cached)], codes[len(cached) :]
-    if not bool(torch.isin(want, have).all()):
-        return None
-    order = torch.argsort(have)
-    return order[torch.searchsorted(have[order], want)], ~torch.isin(have, want)
-
-
-def row_keys_of(ident: torch.Tensor) -> torch.Tensor:
-    """`row_keys` from an (N, 6) `_identity`."""
-    if len(ident) == 0:
-        return torch.empty(0, 7, dtype=torch.int64)
-    _, inverse = torch.unique(ident, dim=0, return_inverse=True)
-    return torch.cat([ident, _ordinals(inverse).view(-1, 1)], dim=1)
-
-
-def _unique(codes: torch.Tensor) -> bool:
-    """Whether `codes` are unique within one set of rows (the keys are, with their ordinals)."""
-    return len(torch.unique(codes)) == len(codes)
-
-
-def _same_rows(have: torch.Tensor, cached: torch.Tensor, want: torch.Tensor, wanted: torch.Tensor) -> bool:
-    """Whether every pair of rows with equal codes across the two sets has equal identities."""
-    if len(have) == 0:
-        return True
-    order = torch.argsort(have)
-    at = torch.searchsorted(have[order], want).clamp_max(len(have) - 1)
-    match = order[at]
-    hit = have[match] == want
-    return bool((cached[match[hit]] == wanted[hit]).all())

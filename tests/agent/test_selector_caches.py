@@ -12,7 +12,8 @@ from agent.config import ModelSection
 from agent.engine import ChunkInput, Engine, merge_streams
 from agent.memory import MemoryConfig, open_memory
 from agent.memory.config import RetentionConfig
-from agent.selector_caches import SelectorCaches, row_keys
+from agent.row_match import row_keys
+from agent.selector_caches import SelectorCaches
 from flexselect.adapters import VideoLLMAdapter
 from flexselect.lite import LiteScorer, PairedTokens
 from flexselect.pipeline import evidence_spans

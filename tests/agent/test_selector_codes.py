@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import torch
 
-import agent.selector_caches as caches
-from agent.selector_caches import SelectorCaches, row_keys
+import agent.row_match as row_match
+from agent.row_match import row_keys
+from agent.selector_caches import SelectorCaches
 from tests.selector.selector_helpers import QUESTION, paired, tiny_adapter, tiny_selector
+
+
+def all_zero(rows: torch.Tensor) -> torch.Tensor:
+    """A hash (or code) under which every row collides."""
+    return torch.zeros(len(rows), dtype=torch.int64)
 
 
 def test_row_codes_are_equal_exactly_where_row_keys_are():
     adapter = tiny_adapter("qwen2_5_vl")
     tokens = paired(tiny_selector(adapter), adapter, 8)
     doubled = tokens.select(torch.cat([torch.arange(len(tokens)), torch.arange(4)]))  # repeated identities
-    codes = caches.row_codes(caches._identity(doubled))
+    codes = row_match.row_codes(row_match.identity(doubled))
     keys = row_keys(doubled)
     same_code = codes[:, None] == codes[None]
     same_key = (keys[:, None] == keys[None]).all(-1)
     assert torch.equal(same_code, same_key) and len(torch.unique(codes)) == len(doubled)
 
 
-def test_colliding_codes_fall_back_to_the_exact_keys_with_the_same_scores(monkeypatch):
+def test_colliding_hashes_and_codes_fall_back_to_the_exact_keys_with_the_same_scores(monkeypatch):
     adapter = tiny_adapter("qwen2_5_vl")
     selector = tiny_selector(adapter)
     tokens = paired(selector, adapter, 12)
@@ -33,11 +39,12 @@ def test_colliding_codes_fall_back_to_the_exact_keys_with_the_same_scores(monkey
         return stream.scores("cam", retained, prompt)
 
     expected = scores()
-    monkeypatch.setattr(caches, "row_codes", lambda ident: torch.zeros(len(ident), dtype=torch.int64))
+    monkeypatch.setattr(row_match, "hash_rows", all_zero)
+    monkeypatch.setattr(row_match, "row_codes", all_zero)
     assert torch.equal(scores(), expected)
 
 
-def test_colliding_hashes_in_the_one_sort_match_fall_back_to_the_exact_keys(monkeypatch):
+def test_colliding_hashes_in_the_sorted_match_fall_back_to_the_exact_keys(monkeypatch):
     adapter = tiny_adapter("qwen2_5_vl")
     selector = tiny_selector(adapter)
     tokens = paired(selector, adapter, 12)
@@ -51,7 +58,7 @@ def test_colliding_hashes_in_the_one_sort_match_fall_back_to_the_exact_keys(monk
 
     expected = scores()
     assert expected[1] == 4
-    monkeypatch.setattr(caches, "_hash_rows", lambda rows: torch.zeros(len(rows), dtype=torch.int64))
+    monkeypatch.setattr(row_match, "hash_rows", all_zero)
     collided = scores()
     assert torch.equal(collided[0], expected[0]) and collided[1] == 4
 
