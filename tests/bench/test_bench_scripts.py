@@ -146,6 +146,17 @@ def test_read_rows_times_the_kept_rows_read_against_the_previous_loop(tmp_path):
 
 
 @pytest.mark.services
+def test_row_match_times_every_family_against_the_exact_path(tmp_path):
+    out = run_script("row_match.py", "--sizes", "2048", "--repeats", "1", "--out", str(tmp_path))
+    report = json.loads((tmp_path / "row_match.json").read_text())
+    families = [r["family"] for r in report["rows"]]
+    assert families == ["qwen2_5_vl", "qwen3_vl", "llava_onevision", "internvl"]
+    assert all(r["evicted_rows"] == r["rows"] // 32 for r in report["rows"])
+    assert all(r["in_step_ms"] > 0 and r["evicted_ms"] > 0 and r["exact_ms"] > 0 for r in report["rows"])
+    assert {"device", "torch", "date"} <= set(report["environment"])
+    assert "cache-to-memory row matching" in out
+
+
 def test_cluster_scaling_serves_more_streams_with_more_agents(tmp_path):
     out = run_script(
         "cluster_scaling.py", "--agents", "3", "--streams", "3", "--capacity", "1", "--seconds", "4",
