@@ -97,7 +97,8 @@ class RowIndex:
 
     A cache replaces a group's tokens object whenever the group's rows change (an append, a drop), so
     a part is reused exactly while the same object is there; parts of objects no longer passed are
-    released at the next call.
+    released at the next call. It holds 56 bytes of host memory a cached row (identity and hash), next
+    to the kilobytes a row of the memory and of the selector state take.
     """
 
     def __init__(self) -> None:
