@@ -10,12 +10,16 @@ Two kinds, following the Prometheus conventions (counters end in `_total`, no pr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from agent.selector_caches import CacheStats
 
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -37,9 +41,23 @@ class StreamSample:
     memory_bytes: int
     memory_appended: int
     memory_evicted: int
-    selector_cache_clears: int = 0  # `agent.selector_caches.CacheStats` (scorer lite; 0 otherwise)
-    selector_cache_rebuilds: int = 0
-    selector_cache_fresh: int = 0
+
+
+@dataclass(frozen=True)
+class SelectorCacheSample:
+    """One stream's selector-cache counters (`agent.selector_caches.CacheStats`, scorer lite): every
+    stream this agent holds a cache for, the ones it only answers about included."""
+
+    stream: str
+    clears: int
+    rebuilds: int
+    fresh: int
+
+
+def selector_cache_samples(stats: Mapping[str, CacheStats]) -> list[SelectorCacheSample]:
+    """The samples of every stream in `stats` (`SelectorCaches.stats`), by stream name: streams this
+    agent only answers about rebuild caches too, and an operator should see what that costs."""
+    return [SelectorCacheSample(s, c.cleared, c.rebuilds, c.fresh) for s, c in sorted(stats.items())]
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,7 @@ class AgentSample:
     """Everything the state collector exports, read from the running agent for one scrape."""
 
     streams: list[StreamSample] = field(default_factory=list)
+    selector_caches: list[SelectorCacheSample] = field(default_factory=list)
     queue_depth: dict[str, int] = field(default_factory=dict)
     ingest_lag_s: float = 0.0  # wait of the last ingest batch's oldest chunk (agent.admission)
     ingest_shed_factor: int = 1  # n > 1: streams keep 1 frame in n because the model is behind
@@ -78,6 +97,7 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._streams()
+        yield from self._selector_caches()
         s = self.sample
         queue = _gauge(
             "flexselect_queue_depth", "Jobs waiting, by queue (questions, ingest, inflight)", ["queue"]
@@ -161,13 +181,25 @@ class StateCollector(Collector):
                 _counter("flexselect_memory_evicted_tokens", "Tokens ever evicted", labels),
                 "memory_evicted",
             ),
+        ]
+        for family, attr in families:
+            for stream in self.sample.streams:
+                family.add_metric([stream.stream], float(getattr(stream, attr)))  # type: ignore[attr-defined]
+            yield family
+
+    def _selector_caches(self) -> Iterator[Metric]:
+        """Declared only where there is a cache (scorer lite), so no family stands empty."""
+        if not self.sample.selector_caches:
+            return
+        labels = ["stream"]
+        families: list[tuple[Metric, str]] = [
             (
                 _counter(
                     "flexselect_selector_cache_clears",
                     "Selector caches cleared at ingest for passing their row or byte limit",
                     labels,
                 ),
-                "selector_cache_clears",
+                "clears",
             ),
             (
                 _counter(
@@ -175,7 +207,7 @@ class StateCollector(Collector):
                     "Selector caches rebuilt from the retained rows at a question",
                     labels,
                 ),
-                "selector_cache_rebuilds",
+                "rebuilds",
             ),
             (
                 _counter(
@@ -183,12 +215,12 @@ class StateCollector(Collector):
                     "Questions scored by fresh selector passes: the retained rows pass the byte limit",
                     labels,
                 ),
-                "selector_cache_fresh",
+                "fresh",
             ),
         ]
         for family, attr in families:
-            for stream in self.sample.streams:
-                family.add_metric([stream.stream], float(getattr(stream, attr)))  # type: ignore[attr-defined]
+            for cache in self.sample.selector_caches:
+                family.add_metric([cache.stream], float(getattr(cache, attr)))
             yield family
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from agent.memory import MemoryState
 from agent.memory.thumbnails import PicturesUnavailableError, frame_key
-from agent.metrics import AgentSample, StreamSample
+from agent.metrics import AgentSample, StreamSample, selector_cache_samples
 from agent.mqtt import AnswerMessage, AskRequest, LinkState, WatchEvent, WatchList, WatchSpec
 from agent.web.models import PictureList, PictureRef, StreamView
 from flexselect.decoding import StaticDecoder
@@ -176,7 +176,6 @@ class AgentFacade:
         for stream_id, ingest in (app.ingests or {}).items():
             h = ingest.health
             s = stats.streams.get(stream_id) if stats else None
-            c = caches.stats.get(stream_id) if caches is not None else None
             streams.append(
                 StreamSample(
                     stream=stream_id,
@@ -191,9 +190,6 @@ class AgentFacade:
                     memory_bytes=s.bytes if s else 0,
                     memory_appended=s.appended if s else 0,
                     memory_evicted=s.evicted if s else 0,
-                    selector_cache_clears=c.cleared if c else 0,
-                    selector_cache_rebuilds=c.rebuilds if c else 0,
-                    selector_cache_fresh=c.fresh if c else 0,
                 )
             )
         queues = {"inflight": app.questions.inflight if app.questions is not None else 0}
@@ -204,6 +200,8 @@ class AgentFacade:
         graphs = decoder if isinstance(decoder, StaticDecoder) else None
         return AgentSample(
             streams=streams,
+            # a copy in one step: the model thread adds streams as they are asked about
+            selector_caches=selector_cache_samples(caches.stats.copy() if caches is not None else {}),
             queue_depth=queues,
             ingest_lag_s=app.worker.shedder.lag_s if app.worker is not None else 0.0,
             ingest_shed_factor=app.worker.shed_factor if app.worker is not None else 1,

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from agent.config import AgentConfig, ConfigError
 from agent.config_checks import selector_cache_problem
 from agent.engine import Engine, merge_streams
-from agent.metrics import AgentMetrics, AgentSample, StreamSample
+from agent.metrics import AgentMetrics, AgentSample, selector_cache_samples
 from agent.runtime import build_engine
 from agent.selector_caches import SelectorCaches, state_bytes_per_row
 from agent.watches import WatchBook, WatchLimits
@@ -106,34 +106,26 @@ def test_a_clear_is_logged_naming_the_stream_rows_and_limit_and_exported(
         f"stream 'cam': selector cache cleared at ingest: 32 rows ({32 * store.row_bytes} bytes) would pass "
         "its limit of 16 rows (no byte limit); the next question rebuilds it from the retained rows"
     ]
-    sample = AgentSample(streams=[stream_sample("cam", store)])
-    families = {f.name: f for f in text_string_to_metric_families(AgentMetrics().render(sample).decode())}
-    clears = families["flexselect_selector_cache_clears"]
+    clears = exported(store)["flexselect_selector_cache_clears"]
     assert [(s.name, s.labels, s.value) for s in clears.samples] == [
         ("flexselect_selector_cache_clears_total", {"stream": "cam"}, 1.0)
     ]
 
 
-def stream_sample(stream: str, store: SelectorCaches) -> StreamSample:
-    """A stream's scrape-time sample as the web facade reads it, its cache counters from `store`."""
-    stats = store.stats[stream]
-    return StreamSample(
-        stream=stream,
-        online=True,
-        chunks=2,
-        frames=8,
-        drops=0,
-        reconnects=0,
-        stalls=0,
-        ingest_errors=0,
-        memory_tokens=0,
-        memory_bytes=0,
-        memory_appended=0,
-        memory_evicted=0,
-        selector_cache_clears=stats.cleared,
-        selector_cache_rebuilds=stats.rebuilds,
-        selector_cache_fresh=stats.fresh,
-    )
+def test_a_stream_this_agent_only_answers_about_exports_its_cache_rebuild(adapter, model_dir, selector_dir):
+    engine = built(adapter, agent_config(model_dir, selector_dir, retained=64))
+    store = caches(engine)
+    store.ingest("cam", frames_chunk(engine, 0, 8))
+    yard = frames_chunk(engine, 100, 8)  # retained in a shared memory, ingested by another agent
+    store.scores("yard", yard, engine.adapter.prompt("what moved ?"))
+    rebuilds = exported(store)["flexselect_selector_cache_rebuilds"]
+    assert [(s.labels["stream"], s.value) for s in rebuilds.samples] == [("cam", 0.0), ("yard", 1.0)]
+
+
+def exported(store: SelectorCaches) -> dict:
+    """The metric families `/metrics` renders from `store`'s counters, as the web facade samples them."""
+    sample = AgentSample(selector_caches=selector_cache_samples(store.stats))
+    return {f.name: f for f in text_string_to_metric_families(AgentMetrics().render(sample).decode())}
 
 
 def test_a_byte_budget_too_small_for_the_retention_fails_at_start_with_the_fix(
