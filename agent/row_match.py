@@ -200,6 +200,6 @@ def _same_rows(have: torch.Tensor, cached: torch.Tensor, want: torch.Tensor, wan
         return True
     order = torch.argsort(have)
     at = torch.searchsorted(have[order], want).clamp_max(len(have) - 1)
-    match = order[at]
-    hit = have[match] == want
-    return bool((cached[match[hit]] == wanted[hit]).all())
+    paired = order[at]
+    hit = have[paired] == want
+    return bool((cached[paired[hit]] == wanted[hit]).all())
